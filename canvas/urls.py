@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import TemplateView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.authtoken.views import obtain_auth_token
+
+from canvas.views import ApiRootView
+
+api_urlpatterns = [
+    path("", ApiRootView.as_view(), name="api-root"),
+    path("auth/token/", obtain_auth_token, name="auth-token"),
+    path("", include("graphs.urls")),
+    path("", include("workflows.urls")),
+    path("", include("chat.urls")),
+    path("", include("integrations.urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+]
+
+urlpatterns = [
+    path("", TemplateView.as_view(template_name="index.html"), name="home"),
+    path("admin/", admin.site.urls),
+    path("api/", include(api_urlpatterns)),
+    path("api-auth/", include("rest_framework.urls")),
+]

@@ -1,0 +1,81 @@
+"""Fixtures shared by the whole suite, and the rules for real services.
+
+PostgreSQL and Redis are used when ``DATABASE_URL`` / ``REDIS_URL`` point at them. Tests that
+need Redis are marked ``redis`` and skip when ``REDIS_URL`` is unset; under ``CI=true`` a
+configured service that cannot be reached stops the run instead of skipping anything.
+"""
+
+import os
+import socket
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_configure(config):
+    redis_url = os.environ.get("REDIS_URL")
+    database_url = os.environ.get("DATABASE_URL", "")
+    problems = []
+    if redis_url and not _reachable(redis_url, 6379):
+        problems.append(f"REDIS_URL={redis_url} is not reachable")
+    if database_url.startswith("postgres") and not _reachable(database_url, 5432):
+        problems.append(f"DATABASE_URL={database_url} is not reachable")
+    if problems:
+        pytest.exit("; ".join(problems), returncode=3)
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_redis = pytest.mark.skip(reason="needs Redis: set REDIS_URL")
+    skip_pg = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://...")
+    on_pg = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+    for item in items:
+        if "redis" in item.keywords and not os.environ.get("REDIS_URL"):
+            item.add_marker(skip_redis)
+        if "postgres" in item.keywords and not on_pg:
+            item.add_marker(skip_pg)
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user(username="alice", password="alice-pass-123")
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    return django_user_model.objects.create_user(username="bob", password="bob-pass-123")
+
+
+@pytest.fixture
+def anon_client():
+    return APIClient()
+
+
+@pytest.fixture
+def api_client(user):
+    """An API client authenticated with ``user``'s DRF token."""
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def other_api_client(other_user):
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=other_user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
