@@ -108,8 +108,10 @@ elif _db["ENGINE"] == "django.db.backends.sqlite3":
             "timeout": 20,
         }
     )
-    # Threaded tests (engine, live server) need a file database, not shared-cache memory.
-    _db["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
+    # Threaded tests (engine, live server) need a file database, not shared-cache memory;
+    # it sits beside the database file as .test-<name>.
+    _db_path = Path(_db["NAME"])
+    _db["TEST"] = {"NAME": str(_db_path.with_name(f".test-{_db_path.name}"))}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
