@@ -31,6 +31,7 @@ migrate: venv
 	$(BIN)/python manage.py migrate --noinput
 
 run: migrate
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py seed_demo --if-empty
 	$(BIN)/daphne -b $(HOST) -p $(PORT) canvas.asgi:application
 

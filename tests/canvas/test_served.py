@@ -1,0 +1,63 @@
+"""The production stack as Daphne serves it: static files through WhiteNoise, the API."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from tests.canvas.test_settings import PRODUCTION_ENV
+from tests.live import BASE_DIR, daphne
+
+
+@pytest.fixture(scope="module")
+def production_server(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("served")
+    env = {
+        **PRODUCTION_ENV,
+        "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
+        "REDIS_URL": "",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "0",
+        "STATIC_ROOT": str(workdir / "static"),
+    }
+    for command in (["migrate", "--noinput"], ["collectstatic", "--noinput"]):
+        subprocess.run(  # noqa: S603
+            [sys.executable, "manage.py", *command, "--verbosity", "0"],
+            cwd=BASE_DIR,
+            env={**os.environ, **env},
+            check=True,
+            timeout=120,
+        )
+    with daphne(env) as url:
+        yield url
+
+
+def test_static_files_are_served_by_whitenoise_under_daphne(production_server):
+    response = requests.get(f"{production_server}/static/admin/css/base.css", timeout=10)
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/css")
+
+
+def test_swagger_ui_assets_come_from_the_sidecar_not_a_cdn(production_server):
+    response = requests.get(
+        f"{production_server}/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js",
+        timeout=10,
+    )
+    assert response.status_code == 200
+
+
+def test_api_answers_json_401_without_credentials(production_server):
+    response = requests.get(f"{production_server}/api/", timeout=10)
+
+    assert response.status_code in {401, 403}
+    assert response.headers["Content-Type"].startswith("application/json")
+
+
+def test_unknown_host_is_refused(production_server):
+    response = requests.get(
+        f"{production_server}/api/", headers={"Host": "evil.example"}, timeout=10
+    )
+    assert response.status_code == 400
