@@ -1,45 +1,273 @@
-"""The one WebSocket consumer at /ws/.
+"""The one WebSocket consumer at /ws/ (protocol: docs/realtime.md).
 
-Thin by design: it authenticates, parses and answers. Topic routing to the apps'
-``realtime.py`` handlers arrives with the realtime issue; today it answers ``ping``.
+Thin by design: it authenticates, enforces limits, parses, and routes each message to the
+built-ins (``ping``, ``subscribe``, ``unsubscribe``) or to a handler an app registered in
+``canvas.realtime``; it relays group messages to the socket. It knows no app models.
 """
 
+from __future__ import annotations
+
+import asyncio
 import json
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qs
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
-# Close codes of the realtime protocol (docs/realtime.md).
+from canvas import realtime
+from canvas.exceptions import ApplicationError
+from canvas.publisher import publisher
+
+logger = logging.getLogger(__name__)
+
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN_ORIGIN = 4403
+CLOSE_ABUSE = 4429
+
+
+@database_sync_to_async
+def _user_for_token(key: str):
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.select_related("user").filter(key=key).first()
+    if token is None or not token.user.is_active:
+        return None
+    return token.user
+
+
+class RateLimiter:
+    """A token bucket: ``rate`` messages a second, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int):
+        self.rate, self.burst = rate, burst
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
 
 
 class CanvasConsumer(AsyncJsonWebsocketConsumer):
+    user = None
+
+    # --- connection ----------------------------------------------------------------------
+
     async def connect(self):
-        # Accept first, then close with an application code: closing before accepting
-        # shows the client a bare HTTP 403 with no reason.
+        # Accept first, then close with an application code: closing before accepting shows
+        # the client a bare HTTP 403 with no reason.
         await self.accept()
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
+        publisher.bind_loop(asyncio.get_running_loop())
+        self.subscriptions: dict[str, dict[str, Any]] = {}
+        self.strikes = 0
+        self.limiter = RateLimiter(
+            settings.REALTIME_RATE_LIMIT_PER_SECOND, settings.REALTIME_RATE_LIMIT_BURST
+        )
+        self.heartbeat_task = None
+
+        if self.scope.get("origin_allowed") is False:
+            await self.close(code=CLOSE_FORBIDDEN_ORIGIN)
+            return
+        self.user = await self._authenticate()
+        if self.user is None:
             await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.heartbeat_task = asyncio.create_task(self._heartbeat())
+
+    async def _authenticate(self):
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
+        if "token" in query:
+            return await _user_for_token(query["token"][0])
+        # Cookie sessions only from browsers, whose Origin was checked: a client without an
+        # Origin header must present a token.
+        if self.scope.get("origin_allowed") is not True:
+            return None
+        user = self.scope.get("user")
+        return user if user is not None and user.is_authenticated else None
+
+    async def disconnect(self, code):
+        if self.heartbeat_task:
+            self.heartbeat_task.cancel()
+        for state in getattr(self, "subscriptions", {}).values():
+            await self.channel_layer.group_discard(state["group"], self.channel_name)
+
+    async def _heartbeat(self):
+        while True:
+            await asyncio.sleep(settings.REALTIME_HEARTBEAT_SECONDS)
+            await self.send_json({"type": "heartbeat"})
+            # A live event lost on the way (a full channel drops messages) shows no gap until
+            # the next one arrives; the heartbeat checks the tail against the database.
+            for topic, state in list(self.subscriptions.items()):
+                if state["sequenced"] and not state["final"]:
+                    await self._backfill(topic, state, up_to=None)
+
+    # --- receiving -----------------------------------------------------------------------
 
     async def receive(self, text_data=None, bytes_data=None):
-        # Overridden so bad JSON is an error message, not a 1011 close (decode_json raises).
+        # Overridden: the base class's decode_json raises on bad JSON and the socket dies
+        # with 1011. Here every bad input is an error message and the socket stays open.
+        if self.user is None:
+            return
+        if not self.limiter.allow():
+            await self._strike("rate_limited", "Too many messages; slow down.")
+            return
+        raw = text_data if text_data is not None else bytes_data
+        if raw is None or len(raw) > settings.REALTIME_MAX_MESSAGE_BYTES:
+            await self._strike(
+                "message_too_large",
+                f"Messages are limited to {settings.REALTIME_MAX_MESSAGE_BYTES} bytes.",
+            )
+            return
         try:
-            content = json.loads(text_data or "")
-        except (TypeError, ValueError):
+            content = json.loads(raw)
+        except ValueError:
             await self.send_error("invalid_json", "Messages must be JSON objects.")
             return
         if not isinstance(content, dict):
             await self.send_error("invalid_message", "Messages must be JSON objects.")
             return
-        await self.receive_json(content)
+        request_id = content.get("request_id")
+        try:
+            await self.receive_json(content)
+        except ApplicationError as exc:
+            await self.send_error(exc.code, exc.message, request_id)
+        except Exception:
+            logger.exception("socket handler failed for %r", content.get("type"))
+            await self.send_error("internal_error", "Something went wrong.", request_id)
 
     async def receive_json(self, content, **kwargs):
-        if content.get("type") == "ping":
+        message_type = content.get("type")
+        if not isinstance(message_type, str):
+            raise ApplicationError("Every message needs a string 'type'.", code="invalid_message")
+        if message_type == "ping":
             await self.send_json({"type": "pong"})
+        elif message_type == "subscribe":
+            await self.subscribe(content)
+        elif message_type == "unsubscribe":
+            await self.unsubscribe(content)
+        elif handler := realtime.get_handler(message_type):
+            await handler(self, content)
+        else:
+            raise ApplicationError(f"Unknown message type {message_type!r}.", code="unknown_type")
+
+    async def _strike(self, code: str, message: str):
+        self.strikes += 1
+        if self.strikes > settings.REALTIME_ABUSE_LIMIT:
+            await self.close(code=CLOSE_ABUSE)
             return
-        await self.send_error("unknown_type", f"Unknown message type {content.get('type')!r}.")
+        await self.send_error(code, message)
 
     async def send_error(self, code: str, message: str, request_id=None):
         await self.send_json(
             {"type": "error", "code": code, "message": message, "request_id": request_id}
         )
+
+    # --- subscriptions -------------------------------------------------------------------
+
+    async def subscribe(self, content: dict[str, Any]):
+        name = content.get("topic")
+        topic, object_id = realtime.parse_topic(name)
+        name = f"{topic.kind}:{object_id}"
+        after = content.get("after")
+        if after is not None and (
+            isinstance(after, bool) or not isinstance(after, int) or after < 0
+        ):
+            raise ApplicationError("'after' must be a non-negative integer.", code="invalid")
+        if (
+            name not in self.subscriptions
+            and len(self.subscriptions) >= settings.REALTIME_MAX_SUBSCRIPTIONS
+        ):
+            raise ApplicationError(
+                f"At most {settings.REALTIME_MAX_SUBSCRIPTIONS} subscriptions per socket.",
+                code="too_many_subscriptions",
+            )
+        group = topic.group_name(object_id)
+        # Join the group first, then read snapshot + replay: an event published in between
+        # is both in the replay and queued for us, and the seq check drops the duplicate.
+        await self.channel_layer.group_add(group, self.channel_name)
+        try:
+            opened = await database_sync_to_async(topic.open)(
+                user=self.user, object_id=object_id, after=after
+            )
+        except Exception:
+            if name not in self.subscriptions:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            raise
+        self.subscriptions[name] = {
+            "topic": topic,
+            "object_id": object_id,
+            "group": group,
+            "sequenced": topic.sequenced,
+            "last_seq": opened.last_seq,
+            "final": opened.final,
+        }
+        reply = {"type": "subscribed", "topic": name}
+        if opened.snapshot is not None:
+            reply["snapshot"] = opened.snapshot
+        await self.send_json(reply)
+        for event in opened.events:
+            await self._send_event(name, event)
+
+    async def unsubscribe(self, content: dict[str, Any]):
+        topic, object_id = realtime.parse_topic(content.get("topic"))
+        name = f"{topic.kind}:{object_id}"
+        state = self.subscriptions.pop(name, None)
+        if state is None:
+            raise ApplicationError(f"Not subscribed to {name}.", code="not_subscribed")
+        await self.channel_layer.group_discard(state["group"], self.channel_name)
+        await self.send_json({"type": "unsubscribed", "topic": name})
+
+    # --- relaying group messages ---------------------------------------------------------
+
+    async def realtime_event(self, message: dict[str, Any]):
+        name = message["topic"]
+        state = self.subscriptions.get(name)
+        if state is None:
+            return
+        seq = message.get("seq")
+        if state["sequenced"] and seq is not None:
+            if seq <= state["last_seq"]:
+                return  # already sent (replayed or backfilled)
+            if seq > state["last_seq"] + 1:
+                await self._backfill(name, state, up_to=seq - 1)
+                if seq <= state["last_seq"]:
+                    return
+            state["last_seq"] = seq
+            if message["event"] in state["topic"].final_events:
+                state["final"] = True
+        await self._send_event(name, message)
+
+    async def realtime_frame(self, message: dict[str, Any]):
+        if message["topic"] in self.subscriptions:
+            await self.send_json(message["frame"])
+
+    async def _backfill(self, name: str, state: dict[str, Any], *, up_to: int | None):
+        topic = state["topic"]
+        events = await database_sync_to_async(topic.events_after)(
+            object_id=state["object_id"], after=state["last_seq"]
+        )
+        for event in events:
+            if up_to is not None and event["seq"] > up_to:
+                break
+            if event["seq"] != state["last_seq"] + 1:
+                break  # the log itself is gapless; stop rather than send out of order
+            state["last_seq"] = event["seq"]
+            if event["event"] in topic.final_events:
+                state["final"] = True
+            await self._send_event(name, event)
+
+    async def _send_event(self, name: str, message: dict[str, Any]):
+        frame = {"type": "event", "topic": name}
+        if "seq" in message:
+            frame["seq"] = message["seq"]
+        frame.update(event=message["event"], data=message["data"], ts=message["ts"])
+        await self.send_json(frame)

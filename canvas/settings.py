@@ -128,6 +128,15 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# The /ws/ socket (docs/realtime.md).
+REALTIME_MAX_MESSAGE_BYTES = env.int("REALTIME_MAX_MESSAGE_BYTES", default=64 * 1024)
+REALTIME_MAX_SUBSCRIPTIONS = env.int("REALTIME_MAX_SUBSCRIPTIONS", default=100)
+REALTIME_RATE_LIMIT_PER_SECOND = env.float("REALTIME_RATE_LIMIT_PER_SECOND", default=20.0)
+REALTIME_RATE_LIMIT_BURST = env.int("REALTIME_RATE_LIMIT_BURST", default=40)
+# Refused messages (rate, size) a socket may send before it is closed with 4429.
+REALTIME_ABUSE_LIMIT = env.int("REALTIME_ABUSE_LIMIT", default=20)
+REALTIME_HEARTBEAT_SECONDS = env.float("REALTIME_HEARTBEAT_SECONDS", default=20.0)
+
 # --- Auth, i18n, static ---------------------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -217,6 +226,31 @@ HTTP_ALLOWED_PRIVATE_TARGETS = env.list("HTTP_ALLOWED_PRIVATE_TARGETS", default=
 # --- Workflows ------------------------------------------------------------------------------
 
 WORKFLOW_EXECUTOR = env("WORKFLOW_EXECUTOR", default="inline")
+# Executions running at once in one process (the inline pool, or one runworker process).
+WORKFLOW_MAX_CONCURRENT_EXECUTIONS = env.int("WORKFLOW_MAX_CONCURRENT_EXECUTIONS", default=8)
+# Ready nodes of one execution running at once; slow nodes (llm, http) share a per-process
+# pool of WORKFLOW_NODE_THREADS threads.
+WORKFLOW_MAX_PARALLEL_NODES = env.int("WORKFLOW_MAX_PARALLEL_NODES", default=4)
+WORKFLOW_NODE_THREADS = env.int("WORKFLOW_NODE_THREADS", default=16)
+# Seconds; a node's config may lower its own timeout (http: timeout_s).
+WORKFLOW_NODE_TIMEOUT = env.float("WORKFLOW_NODE_TIMEOUT", default=300.0)
+WORKFLOW_EXECUTION_TIMEOUT = env.float("WORKFLOW_EXECUTION_TIMEOUT", default=3600.0)
+# A running execution writes a heartbeat this often; one older than WORKFLOW_STALE_AFTER is
+# taken over by the recovery sweep, which every worker runs at start and every
+# WORKFLOW_RECOVERY_INTERVAL seconds.
+WORKFLOW_HEARTBEAT_INTERVAL = env.float("WORKFLOW_HEARTBEAT_INTERVAL", default=2.0)
+WORKFLOW_STALE_AFTER = env.float("WORKFLOW_STALE_AFTER", default=10.0)
+WORKFLOW_RECOVERY_INTERVAL = env.float("WORKFLOW_RECOVERY_INTERVAL", default=5.0)
+# "auto": start the executor's recovery loop in server processes (daphne, runworker) only;
+# "1"/"0" force it on or off.
+WORKFLOW_BACKGROUND = env("WORKFLOW_BACKGROUND", default="auto")
+# Output cache of deterministic nodes: entries live this many seconds, at most this many rows.
+WORKFLOW_CACHE_TTL = env.float("WORKFLOW_CACHE_TTL", default=7 * 24 * 3600.0)
+WORKFLOW_CACHE_MAX_ENTRIES = env.int("WORKFLOW_CACHE_MAX_ENTRIES", default=10000)
+# A node's outputs (and an LLM text) larger than this, as JSON, fail the node.
+WORKFLOW_MAX_OUTPUT_BYTES = env.int("WORKFLOW_MAX_OUTPUT_BYTES", default=1024 * 1024)
+# node.token messages are coalesced so that at most one leaves per node every this many ms.
+WORKFLOW_TOKEN_COALESCE_MS = env.int("WORKFLOW_TOKEN_COALESCE_MS", default=20)
 
 # --- Logging --------------------------------------------------------------------------------
 

@@ -1,0 +1,136 @@
+"""The socket's extension points. Apps register their topics and message handlers here.
+
+The consumer (``canvas/consumers.py``) knows no app models: each app's ``realtime.py`` (imported
+when the apps are ready) registers
+
+- a ``Topic`` subclass per topic kind (``execution``, ``graph``, ``conversation``): who may
+  subscribe, the snapshot, and for sequenced topics the persisted events to replay;
+- ``@message_handler("execution.cancel")`` functions for client messages beyond the built-in
+  ``ping``, ``subscribe`` and ``unsubscribe``.
+
+Publishers send group messages of two shapes (``event_message`` and ``frame_message`` below) to
+``Topic.group_name(object_id)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from canvas.exceptions import ApplicationError
+
+if TYPE_CHECKING:
+    from canvas.consumers import CanvasConsumer
+
+
+@dataclasses.dataclass
+class Opened:
+    """What ``Topic.open`` answers: the snapshot and, for sequenced topics, the replay."""
+
+    snapshot: dict[str, Any] | None = None
+    events: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # The highest seq the subscriber has after the replay (sequenced topics only).
+    last_seq: int = 0
+    # True when nothing more will be published (a finished run): no tail checks needed.
+    final: bool = False
+
+
+class Topic:
+    """A kind of topic. Subclass, set ``kind``, implement ``open`` (and ``events_after``)."""
+
+    kind: ClassVar[str]
+    # Sequenced topics carry a gapless ``seq`` per object: the consumer drops duplicates and
+    # backfills a jump from ``events_after``.
+    sequenced: ClassVar[bool] = False
+    # Events after which nothing more comes for the object.
+    final_events: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def group_name(cls, object_id: uuid.UUID | str) -> str:
+        return f"{cls.kind}.{object_id}"
+
+    def open(self, *, user, object_id: uuid.UUID, after: int | None) -> Opened:
+        """Authorize and read the snapshot and replay. Runs in a database thread.
+
+        Raise ``canvas.exceptions.NotFoundError`` when the object is missing or not the
+        user's (one answer for both).
+        """
+        raise NotImplementedError
+
+    def events_after(
+        self, *, object_id: uuid.UUID, after: int, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Persisted events with ``seq > after``, oldest first, as ``event_message`` dicts."""
+        raise NotImplementedError
+
+
+_topics: dict[str, Topic] = {}
+Handler = Callable[["CanvasConsumer", dict[str, Any]], Awaitable[None]]
+_handlers: dict[str, Handler] = {}
+
+BUILTIN_TYPES = frozenset({"ping", "subscribe", "unsubscribe"})
+
+
+def register_topic(topic_class: type[Topic]) -> type[Topic]:
+    """Class decorator: make ``<kind>:<uuid>`` topics subscribable."""
+    _topics[topic_class.kind] = topic_class()
+    return topic_class
+
+
+def message_handler(message_type: str) -> Callable[[Handler], Handler]:
+    """Decorator: route client messages of ``message_type`` to an async handler.
+
+    The handler gets the consumer (``consumer.user``, ``consumer.send_json``) and the message.
+    It raises ``ApplicationError`` (its ``code`` becomes the socket error's code) for bad input.
+    """
+    if message_type in BUILTIN_TYPES:
+        raise ValueError(f"{message_type!r} is built into the consumer")
+
+    def register(handler: Handler) -> Handler:
+        _handlers[message_type] = handler
+        return handler
+
+    return register
+
+
+def get_topic(kind: str) -> Topic | None:
+    return _topics.get(kind)
+
+
+def get_handler(message_type: str) -> Handler | None:
+    return _handlers.get(message_type)
+
+
+def parse_topic(value: Any) -> tuple[Topic, uuid.UUID]:
+    """``"execution:<uuid>"`` → (topic, id). Malformed ids answer ``not_found`` like missing."""
+    if not isinstance(value, str) or ":" not in value:
+        raise ApplicationError(
+            "topic must look like 'execution:<id>', 'graph:<id>' or 'conversation:<id>'.",
+            code="invalid_topic",
+        )
+    kind, _, raw_id = value.partition(":")
+    topic = get_topic(kind)
+    if topic is None:
+        raise ApplicationError(f"Unknown topic kind {kind!r}.", code="invalid_topic")
+    try:
+        object_id = uuid.UUID(raw_id)
+    except ValueError:
+        raise ApplicationError(f"{value} was not found.", code="not_found") from None
+    return topic, object_id
+
+
+def event_message(
+    *, topic: str, event: str, data: dict[str, Any], ts: str, seq: int | None = None
+) -> dict[str, Any]:
+    """A group message the consumer relays as ``{"type": "event", ...}``."""
+    message = {"type": "realtime.event", "topic": topic, "event": event, "data": data, "ts": ts}
+    if seq is not None:
+        message["seq"] = seq
+    return message
+
+
+def frame_message(*, topic: str, frame: dict[str, Any]) -> dict[str, Any]:
+    """A group message the consumer relays as ``frame`` itself (chat's top-level frames)."""
+    return {"type": "realtime.frame", "topic": topic, "frame": frame}
