@@ -63,3 +63,18 @@ def daphne(env: dict[str, str]) -> Iterator[str]:
             process.wait()
         if process.stderr:
             process.stderr.close()
+
+
+def database_url_for(settings_dict: dict) -> str:
+    """A DATABASE_URL naming the database ``settings_dict`` points at (the test database)."""
+    engine = settings_dict["ENGINE"]
+    if engine.endswith("sqlite3"):
+        return f"sqlite:///{settings_dict['NAME']}"
+    if engine.endswith("postgresql"):
+        user = settings_dict.get("USER") or ""
+        password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
+        auth = f"{user}{password}@" if user else ""
+        host = settings_dict.get("HOST") or "127.0.0.1"
+        port = settings_dict.get("PORT") or 5432
+        return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"
+    raise ValueError(f"no URL form for {engine}")
