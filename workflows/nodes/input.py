@@ -1,0 +1,23 @@
+"""``input``: a value from the execution's ``inputs[name]``, or the configured default."""
+
+from graphs.registry import NodeType, Port, PortType
+
+
+class InputNode(NodeType):
+    type = "input"
+    label = "Input"
+    description = "Reads the execution's inputs[name]; falls back to `default` when absent."
+    outputs = (Port("value", PortType.ANY, description="The input value."),)
+    config_schema = {
+        "type": "object",
+        "properties": {
+            "name": {
+                "type": "string",
+                "maxLength": 200,
+                "description": "The key of the execution's inputs to read.",
+            },
+            "default": {"description": "Used when the execution has no such input."},
+        },
+        "required": ["name"],
+        "additionalProperties": False,
+    }

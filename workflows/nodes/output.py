@@ -1,0 +1,17 @@
+"""``output``: collects its input into the execution's ``outputs[name]``."""
+
+from graphs.registry import NodeType, Port, PortType
+
+
+class OutputNode(NodeType):
+    type = "output"
+    label = "Output"
+    description = "Collects its value into the execution's outputs under `name`."
+    inputs = (Port("value", PortType.ANY),)
+    config_schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 200, "default": "output"},
+        },
+        "additionalProperties": False,
+    }
