@@ -58,6 +58,7 @@ class RateLimiter:
 
 
 class CanvasConsumer(AsyncJsonWebsocketConsumer):
+    channel_layer_alias = settings.EVENTS_CHANNEL_LAYER
     user = None
 
     # --- connection ----------------------------------------------------------------------

@@ -21,13 +21,14 @@ import threading
 from typing import Any
 
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
 
 class Publisher:
-    def __init__(self, alias: str = "default"):
-        self.alias = alias
+    def __init__(self, alias: str | None = None):
+        self.alias = alias or settings.EVENTS_CHANNEL_LAYER
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue | None = None

@@ -56,17 +56,19 @@ def test_embedded_defaults_are_sqlite_and_in_memory_layer():
 
 
 def test_production_urls_select_postgres_pool_and_redis_layer():
-    engine, conn_max_age, pool, layer = read_settings(
+    engine, conn_max_age, pool, layer, events_layer = read_settings(
         "s.DATABASES['default']['ENGINE']",
         "s.DATABASES['default']['CONN_MAX_AGE']",
         "bool(s.DATABASES['default']['OPTIONS']['pool'])",
         "s.CHANNEL_LAYERS['default']['BACKEND']",
+        "s.CHANNEL_LAYERS[s.EVENTS_CHANNEL_LAYER]['BACKEND']",
         **PRODUCTION_ENV,
     )
     assert engine == "'django.db.backends.postgresql'"
     assert conn_max_age == "0"
     assert pool == "True"
     assert layer == "'channels_redis.core.RedisChannelLayer'"
+    assert events_layer == "'channels_redis.pubsub.RedisPubSubChannelLayer'"
 
 
 @pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "CRYPTOGRAPHY_KEY"])

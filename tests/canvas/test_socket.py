@@ -11,6 +11,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 from django.test import override_settings
 from rest_framework.authtoken.models import Token
 
@@ -249,7 +250,7 @@ async def test_subscribe_with_after_replays_then_relays_live_without_duplicates(
     }
     assert await seqs_until_quiet(sock) == [2, 3]
 
-    layer = get_channel_layer()
+    layer = get_channel_layer(settings.EVENTS_CHANNEL_LAYER)
     group = LogTopic.group_name(log)
     # A duplicate of a replayed event (published between replay and join) is dropped.
     await layer.group_send(group, log_event(log, 3))
@@ -264,7 +265,9 @@ async def test_a_jump_is_backfilled_from_the_log(sock, log):
 
     # Events 4 and 5 were persisted but their live messages were lost (a full channel).
     LogTopic.logs[log] += [log_event(log, 4), log_event(log, 5), log_event(log, 6, "done")]
-    await get_channel_layer().group_send(LogTopic.group_name(log), log_event(log, 6, "done"))
+    await get_channel_layer(settings.EVENTS_CHANNEL_LAYER).group_send(
+        LogTopic.group_name(log), log_event(log, 6, "done")
+    )
 
     assert await seqs_until_quiet(sock) == [4, 5, 6]
 
@@ -292,7 +295,9 @@ async def test_unsubscribe_stops_the_relay(sock, log):
     assert await sock.receive_json_from(timeout=2) == {"type": "unsubscribed", "topic": topic}
 
     LogTopic.logs[log].append(log_event(log, 4))
-    await get_channel_layer().group_send(LogTopic.group_name(log), log_event(log, 4))
+    await get_channel_layer(settings.EVENTS_CHANNEL_LAYER).group_send(
+        LogTopic.group_name(log), log_event(log, 4)
+    )
     assert await sock.receive_nothing(timeout=0.3)
 
 
