@@ -1,0 +1,246 @@
+"""Streaming helpers: incremental NDJSON and SSE decoders, and a cancellable byte stream.
+
+The decoders are pure and incremental: ``feed(bytes)`` returns whatever complete items the
+bytes finished, ``finish()`` reports what the end of the body left behind. They split on bytes
+before decoding UTF-8: a line terminator is ASCII and never part of a multi-byte sequence, so a
+character split across two reads is decoded whole once its line is complete.
+
+``ResponseStream`` wraps a streamed ``requests`` response. It reads with ``read1`` (whatever the
+socket has, never waiting to fill a buffer), turns a stall past the read timeout or a cut
+connection into ``StreamInterrupted`` (retryable), and can be cancelled from another thread:
+``cancel()`` shuts the socket down, which wakes a reader blocked in ``recv`` at once (closing a
+``requests`` response from another thread does not). A stream that did not reach its end is
+closed, never returned to the connection pool half-read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import requests
+import urllib3.exceptions
+
+from .errors import Cancelled, StreamInterrupted
+
+READ_SIZE = 65536
+
+
+# --- NDJSON ---------------------------------------------------------------------------------
+
+
+class NdjsonDecoder:
+    """One JSON value per line (Ollama). Blank lines are skipped; ``\\r\\n`` is accepted."""
+
+    def __init__(self, *, provider: str = "http"):
+        self._buffer = b""
+        self._provider = provider
+
+    def feed(self, data: bytes) -> list:
+        self._buffer += data
+        if b"\n" not in data:
+            return []
+        *lines, self._buffer = self._buffer.split(b"\n")
+        return [self._decode(line) for line in lines if line.strip()]
+
+    def finish(self) -> list:
+        """The body ended: a last line without its newline still counts if it is whole JSON."""
+        rest, self._buffer = self._buffer, b""
+        return [self._decode(rest)] if rest.strip() else []
+
+    def _decode(self, line: bytes):
+        try:
+            return json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise StreamInterrupted(
+                f"malformed NDJSON line from the provider: {exc}", provider=self._provider
+            ) from exc
+
+
+# --- Server-sent events ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SseEvent:
+    data: str
+    event: str = "message"
+    id: str | None = None
+
+
+class SseDecoder:
+    """The event-stream format of the HTML standard (section 9.2.6), as OpenAI-style APIs use it.
+
+    Lines end with CRLF, LF or CR; a blank line dispatches the event; several ``data:`` lines are
+    joined with newlines; lines starting with ``:`` are comments (keep-alives); one space after
+    the colon is dropped; unknown fields are ignored; an event with no ``data`` is not
+    dispatched.
+    """
+
+    def __init__(self):
+        self._buffer = b""
+        self._data: list[str] = []
+        self._event = ""
+        self._id: str | None = None
+        self._last_id: str | None = None
+
+    def feed(self, data: bytes) -> list[SseEvent]:
+        self._buffer += data
+        events: list[SseEvent] = []
+        while True:
+            line, found = self._next_line()
+            if not found:
+                break
+            event = self._process(line)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def finish(self) -> list[SseEvent]:
+        """End of body: the standard discards an event not yet ended by a blank line."""
+        self._buffer = b""
+        self._data = []
+        return []
+
+    def _next_line(self) -> tuple[bytes, bool]:
+        buf = self._buffer
+        for index, byte in enumerate(buf):
+            if byte == 0x0A:  # LF
+                self._buffer = buf[index + 1 :]
+                return buf[:index], True
+            if byte == 0x0D:  # CR, maybe followed by LF in the next read
+                if index + 1 == len(buf):
+                    return b"", False
+                skip = 2 if buf[index + 1] == 0x0A else 1
+                self._buffer = buf[index + skip :]
+                return buf[:index], True
+        return b"", False
+
+    def _process(self, raw: bytes) -> SseEvent | None:
+        line = raw.decode("utf-8", errors="replace")
+        if not line:
+            if not self._data:
+                self._event = ""
+                return None
+            event = SseEvent(
+                data="\n".join(self._data), event=self._event or "message", id=self._last_id
+            )
+            self._data = []
+            self._event = ""
+            return event
+        if line.startswith(":"):
+            return None
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "data":
+            self._data.append(value)
+        elif field == "event":
+            self._event = value
+        elif field == "id" and "\0" not in value:
+            self._last_id = value
+        return None
+
+
+# --- A cancellable stream of bytes ----------------------------------------------------------
+
+
+def _socket_of(response: requests.Response) -> socket.socket | None:
+    """The socket under a streamed response (urllib3 2 keeps its connection until released)."""
+    connection = getattr(response.raw, "connection", None) or getattr(
+        response.raw, "_connection", None
+    )
+    return getattr(connection, "sock", None)
+
+
+class ResponseStream:
+    """Reads a streamed response's body as it arrives; ``cancel()`` works from any thread."""
+
+    def __init__(self, response: requests.Response, *, provider: str):
+        self.response = response
+        self.provider = provider
+        self.request_id = response.headers.get("x-request-id")
+        self._socket = _socket_of(response)
+        self._cancelled = threading.Event()
+        self._closed = False
+        self._complete = False
+        self._lock = threading.Lock()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        raw = self.response.raw
+        while True:
+            if self._cancelled.is_set():
+                raise Cancelled("the stream was cancelled", provider=self.provider)
+            try:
+                data = raw.read1(READ_SIZE)
+            except (
+                urllib3.exceptions.ReadTimeoutError,
+                urllib3.exceptions.ProtocolError,
+                urllib3.exceptions.DecodeError,
+                OSError,
+                ValueError,  # reading a file object closed by cancel()
+                AttributeError,  # urllib3 after its fp was dropped by a concurrent close
+            ) as exc:
+                if self._cancelled.is_set():
+                    raise Cancelled("the stream was cancelled", provider=self.provider) from exc
+                cause = "stalled past the read timeout" if _is_timeout(exc) else "was cut"
+                raise StreamInterrupted(
+                    f"the response stream {cause} before it finished",
+                    provider=self.provider,
+                    request_id=self.request_id,
+                ) from exc
+            if not data:
+                if self._cancelled.is_set():
+                    raise Cancelled("the stream was cancelled", provider=self.provider)
+                return
+            yield data
+
+    def mark_complete(self) -> None:
+        """The caller saw the stream's terminator: the connection may go back to the pool."""
+        self._complete = True
+
+    def drain(self) -> None:
+        """Read what follows the terminator (the chunked trailer) so the connection is reusable."""
+        try:
+            while self.response.raw.read1(READ_SIZE):
+                pass
+        except Exception:  # noqa: BLE001, S110 - a failed drain only costs the connection
+            self._complete = False
+
+    def cancel(self) -> None:
+        """Stop the stream now, from any thread: a blocked read returns within milliseconds."""
+        self._cancelled.set()
+        sock = self._socket
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed
+                sock.shutdown(socket.SHUT_RDWR)
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if not self._complete:
+            # A half-read connection must not be reused: close it instead of releasing it.
+            sock = self._socket
+            if sock is not None and not self._cancelled.is_set():
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+        self.response.close()
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError | socket.timeout):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

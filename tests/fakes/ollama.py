@@ -1,0 +1,255 @@
+"""A fake Ollama server following docs/api.md and docs/api/errors of ollama/ollama.
+
+Endpoints: ``GET /api/version``, ``GET /api/tags``, ``POST /api/show``, ``POST /api/chat``,
+``POST /api/generate``, ``POST /api/embed``. Streams (the default when ``stream`` is absent) are
+``application/x-ndjson``, one JSON object per line, chunked; the last object has
+``"done": true``, ``done_reason`` and the metrics (durations in nanoseconds). Errors are
+``{"error": "..."}`` with their status; an error after the stream began is one more NDJSON line
+``{"error": "..."}`` inside the 200 response. An unknown model answers 404
+``{"error": "model 'x' not found"}``; an unknown path ``404 page not found`` in plain text, as
+Ollama's Go router does.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+from .base import Behaviour, FakeHandler, FakeServer, RecordedRequest, tokens_of
+
+DEFAULT_MODELS = [
+    {
+        "name": "llama3.2:latest",
+        "model": "llama3.2:latest",
+        "modified_at": "2025-10-26T17:15:24.097767-07:00",
+        "size": 2019393189,
+        "digest": "a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72",
+        "details": {
+            "parent_model": "",
+            "format": "gguf",
+            "family": "llama",
+            "families": ["llama"],
+            "parameter_size": "3.2B",
+            "quantization_level": "Q4_K_M",
+        },
+    },
+    {
+        "name": "all-minilm:latest",
+        "model": "all-minilm:latest",
+        "modified_at": "2025-10-20T09:01:02.123456-07:00",
+        "size": 45960996,
+        "digest": "1b226e2802dbb772b5fc32a58f103ca1804ef7501331012de126ab22f67475ef",
+        "details": {
+            "parent_model": "",
+            "format": "gguf",
+            "family": "bert",
+            "families": ["bert"],
+            "parameter_size": "23M",
+            "quantization_level": "F16",
+        },
+    },
+]
+
+NDJSON = "application/x-ndjson"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class FakeOllama(FakeServer):
+    version = "0.6.5"
+
+    def __init__(self):
+        super().__init__()
+        self.models = [dict(m) for m in DEFAULT_MODELS]
+        self.reply = "The sky is blue because of Rayleigh scattering."
+
+    def model_names(self) -> set[str]:
+        names = set()
+        for model in self.models:
+            names.add(model["name"])
+            if model["name"].endswith(":latest"):
+                names.add(model["name"].removesuffix(":latest"))
+        return names
+
+    def handle(self, handler: FakeHandler, request: RecordedRequest, behaviour: Behaviour):
+        path = request.path.split("?")[0]
+        if behaviour.status >= 400:
+            handler.send_json(
+                behaviour.status,
+                {"error": behaviour.error or "an error was encountered while running the model"},
+                headers=behaviour.headers,
+            )
+            return
+        routes = {
+            ("GET", "/api/version"): self._version,
+            ("GET", "/api/tags"): self._tags,
+            ("POST", "/api/show"): self._show,
+            ("POST", "/api/chat"): self._chat,
+            ("POST", "/api/generate"): self._generate,
+            ("POST", "/api/embed"): self._embed,
+        }
+        route = routes.get((request.method, path))
+        if route is None:
+            handler.send_bytes(404, b"404 page not found", "text/plain")
+            return
+        if request.method == "POST":
+            if not request.body:
+                handler.send_json(400, {"error": "missing request body"})
+                return
+            try:
+                body = json.loads(request.body)
+            except ValueError as exc:
+                handler.send_json(400, {"error": f"invalid character: {exc}"})
+                return
+            model = body.get("model")
+            if not model:
+                handler.send_json(400, {"error": "model is required"})
+                return
+            if model not in self.model_names():
+                handler.send_json(404, {"error": f"model '{model}' not found"})
+                return
+            route(handler, body, behaviour)
+        else:
+            route(handler, None, behaviour)
+
+    # -- routes ----------------------------------------------------------------------------------
+
+    def _version(self, handler, body, behaviour):
+        handler.send_json(200, {"version": self.version}, headers=behaviour.headers)
+
+    def _tags(self, handler, body, behaviour):
+        handler.send_json(200, {"models": self.models}, headers=behaviour.headers)
+
+    def _show(self, handler, body, behaviour):
+        wanted = body["model"]
+        model = next(
+            m for m in self.models if wanted in (m["name"], m["name"].removesuffix(":latest"))
+        )
+        handler.send_json(
+            200,
+            {
+                "modelfile": f'# Modelfile generated by "ollama show"\nFROM {model["name"]}\n',
+                "parameters": 'stop                           "<|eot_id|>"',
+                "template": "{{ .Prompt }}",
+                "details": model["details"],
+                "model_info": {"general.architecture": model["details"]["family"]},
+                "capabilities": ["completion"]
+                if model["details"]["family"] != "bert"
+                else ["embedding"],
+                "modified_at": model["modified_at"],
+            },
+        )
+
+    def _embed(self, handler, body, behaviour):
+        inputs = body.get("input")
+        inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        embeddings = [
+            [round((len(text) % 7) / 10 + i / 100, 6) for i in range(8)] for text in inputs
+        ]
+        handler.send_json(
+            200,
+            {
+                "model": body["model"],
+                "embeddings": embeddings,
+                "total_duration": 14143917,
+                "load_duration": 1019500,
+                "prompt_eval_count": sum(len(t.split()) for t in inputs),
+            },
+        )
+
+    def _chat(self, handler, body, behaviour):
+        prompt_tokens = sum(
+            len(str(m.get("content", "")).split()) for m in body.get("messages", [])
+        )
+        self._generation(handler, body, behaviour, prompt_tokens, chat=True)
+
+    def _generate(self, handler, body, behaviour):
+        prompt_tokens = len(str(body.get("prompt", "")).split())
+        self._generation(handler, body, behaviour, prompt_tokens, chat=False)
+
+    def _generation(self, handler, body, behaviour, prompt_tokens: int, *, chat: bool):
+        model = body["model"]
+        text = behaviour.reply if behaviour.reply is not None else self.reply
+        if body.get("format") == "json" or isinstance(body.get("format"), dict):
+            text = behaviour.reply if behaviour.reply is not None else '{"answer": "blue"}'
+        tokens = tokens_of(text)
+        started = time.monotonic_ns()
+
+        def piece(content: str) -> dict:
+            chunk = {"model": model, "created_at": _now()}
+            if chat:
+                chunk["message"] = {"role": "assistant", "content": content}
+            else:
+                chunk["response"] = content
+            chunk["done"] = False
+            return chunk
+
+        def final(content: str) -> dict:
+            chunk = piece(content)
+            tool_calls = self._tool_calls(body) if chat else None
+            if tool_calls:
+                chunk["message"]["tool_calls"] = tool_calls
+            elapsed = max(time.monotonic_ns() - started, 1)
+            chunk.update(
+                done=True,
+                done_reason="stop",
+                total_duration=elapsed + 1_000_000,
+                load_duration=1_000_000,
+                prompt_eval_count=prompt_tokens,
+                prompt_eval_duration=500_000,
+                eval_count=len(tokens),
+                eval_duration=elapsed,
+            )
+            if not chat:
+                chunk["context"] = [1, 2, 3]
+            return chunk
+
+        if body.get("stream") is False:
+            if behaviour.first_token_delay:
+                self.stop.wait(behaviour.first_token_delay)
+            handler.send_json(200, final(text), headers=behaviour.headers)
+            return
+
+        handler.start_chunked(200, NDJSON, behaviour.headers)
+
+        def line(obj) -> bytes:
+            return json.dumps(obj, ensure_ascii=False).encode() + b"\n"
+
+        if behaviour.first_token_delay:
+            self.stop.wait(behaviour.first_token_delay)
+        for index, token in enumerate(tokens):
+            if behaviour.error_after is not None and index == behaviour.error_after:
+                handler.write_chunk(
+                    line(
+                        {
+                            "error": behaviour.error
+                            or "an error was encountered while running the model"
+                        }
+                    )
+                )
+                handler.end_chunked()
+                return
+            if behaviour.drop_after is not None and index == behaviour.drop_after:
+                handler.drop()
+                return
+            if behaviour.stall_after is not None and index == behaviour.stall_after:
+                handler.stall(behaviour)
+                return
+            if index and behaviour.token_interval:
+                time.sleep(behaviour.token_interval)
+            handler.write_chunk(line(piece(token)), byte_by_byte=behaviour.byte_by_byte)
+        if not behaviour.omit_terminator:
+            handler.write_chunk(line(final("")), byte_by_byte=behaviour.byte_by_byte)
+        handler.end_chunked()
+
+    @staticmethod
+    def _tool_calls(body) -> list | None:
+        tools = body.get("tools") or []
+        if not tools:
+            return None
+        name = tools[0]["function"]["name"]
+        # Ollama returns arguments as an object (Groq/OpenAI: a JSON string).
+        return [{"function": {"name": name, "arguments": {"location": "Paris, FR"}}}]
