@@ -1,5 +1,7 @@
 """``extract``: a value inside JSON data at a path such as ``a.b[0].c``."""
 
+import contextlib
+import json
 import re
 
 from graphs.registry import NodeType, Port, PortType, error
@@ -67,3 +69,42 @@ class ExtractNode(NodeType):
         except PathSyntaxError as exc:
             return [error("config.path", str(exc))]
         return []
+
+    # --- behaviour (engine) ---------------------------------------------------------------
+
+    @classmethod
+    def cacheable(cls, config):
+        return config.get("cache", True)
+
+    def run(self, ctx):
+        from workflows.engine import NodeError
+
+        data = ctx.inputs.get("data")
+        path = ctx.config.get("path", "")
+        if isinstance(data, str) and path:
+            # Text that is JSON (an HTTP body, an LLM answer in JSON mode) is walked as JSON.
+            with contextlib.suppress(ValueError):
+                data = json.loads(data)
+        value = data
+        walked = ""
+        for step in parse_path(path):
+            if isinstance(step, int):
+                if not isinstance(value, list):
+                    raise NodeError(f"{walked or 'the data'} is not a list, cannot take [{step}].")
+                if not -len(value) <= step < len(value):
+                    raise NodeError(
+                        f"Index [{step}] is out of range: {walked or 'the data'} has "
+                        f"{len(value)} items."
+                    )
+                value = value[step]
+                walked += f"[{step}]"
+            else:
+                if not isinstance(value, dict):
+                    raise NodeError(
+                        f"{walked or 'the data'} is not an object, cannot take .{step}."
+                    )
+                if step not in value:
+                    raise NodeError(f"No key {step!r} in {walked or 'the data'}.")
+                value = value[step]
+                walked += f".{step}" if walked else step
+        return {"value": value}

@@ -21,3 +21,11 @@ class InputNode(NodeType):
         "required": ["name"],
         "additionalProperties": False,
     }
+
+    # --- behaviour (engine) ---------------------------------------------------------------
+
+    def run(self, ctx):
+        name = ctx.config.get("name")
+        if name in ctx.execution_inputs:
+            return {"value": ctx.execution_inputs[name]}
+        return {"value": ctx.config.get("default")}

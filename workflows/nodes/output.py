@@ -15,3 +15,9 @@ class OutputNode(NodeType):
         },
         "additionalProperties": False,
     }
+
+    # --- behaviour (engine) ---------------------------------------------------------------
+
+    def run(self, ctx):
+        # The engine collects ``value`` into the execution's outputs under config.name.
+        return {"value": ctx.inputs.get("value")}

@@ -1,5 +1,7 @@
 """``template``: text with ``{name}`` placeholders; one required input port per placeholder."""
 
+from functools import lru_cache
+
 from graphs.registry import NodeType, Port, PortType, error
 
 from . import placeholders
@@ -38,3 +40,18 @@ class TemplateNode(NodeType):
         except placeholders.TemplateSyntaxError as exc:
             return [error("config.template", exc.message)]
         return []
+
+    # --- behaviour (engine) ---------------------------------------------------------------
+
+    @classmethod
+    def cacheable(cls, config):
+        return config.get("cache", True)
+
+    def run(self, ctx):
+        return {"text": placeholders.render(_segments(ctx.config.get("template", "")), ctx.inputs)}
+
+
+@lru_cache(maxsize=1024)
+def _segments(template: str) -> list:
+    # Parsed once per distinct template: a long chain re-renders the same few templates.
+    return placeholders.parse(template)

@@ -18,3 +18,12 @@ class TextNode(NodeType):
         },
         "additionalProperties": False,
     }
+
+    # --- behaviour (engine) ---------------------------------------------------------------
+
+    @classmethod
+    def cacheable(cls, config):
+        return config.get("cache", True)
+
+    def run(self, ctx):
+        return {"text": ctx.config.get("text", "")}

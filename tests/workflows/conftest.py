@@ -1,0 +1,65 @@
+"""Helpers for engine tests: build graphs with the ORM, run them for real, wait for the end."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from django.db import connection
+
+from graphs.models import Edge, Graph, Node
+from workflows.models import TERMINAL_STATUSES, Execution
+from workflows.services import execution_create
+
+
+def build_graph(owner, nodes: dict[str, tuple[str, dict]], edges=(), name="g") -> Graph:
+    """``nodes``: key → (type, config); ``edges``: (source key, port, target key, port)."""
+    graph = Graph.objects.create(owner=owner, name=name)
+    rows = {}
+    for key, (node_type, config) in nodes.items():
+        rows[key] = Node.objects.create(
+            graph=graph, id=uuid.uuid4(), type=node_type, label=key, config=config
+        )
+    for source, source_port, target, target_port in edges:
+        Edge.objects.create(
+            graph=graph,
+            source=rows[source],
+            source_port=source_port,
+            target=rows[target],
+            target_port=target_port,
+        )
+    graph.node_ids = {key: str(row.id) for key, row in rows.items()}
+    return graph
+
+
+def wait_for(execution: Execution, timeout: float = 15.0, statuses=TERMINAL_STATUSES) -> Execution:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        execution.refresh_from_db()
+        if execution.status in statuses:
+            return execution
+        time.sleep(0.02)
+    raise AssertionError(f"execution still {execution.status} after {timeout} s")
+
+
+def run_graph(graph: Graph, inputs=None, timeout: float = 15.0) -> Execution:
+    execution = execution_create(user=graph.owner, graph=graph, inputs=inputs or {})
+    return wait_for(execution, timeout=timeout)
+
+
+def events_of(execution: Execution) -> list[tuple[int, str, dict]]:
+    return [(e.seq, e.event, e.data) for e in execution.events.order_by("seq")]
+
+
+def runs_by_key(graph: Graph, execution: Execution) -> dict:
+    by_id = {str(r.node_id): r for r in execution.node_runs.all()}
+    return {key: by_id.get(node_id) for key, node_id in graph.node_ids.items()}
+
+
+@pytest.fixture(autouse=True)
+def _close_db_after_threads():
+    yield
+    # Engine threads hold their own connections; a transactional test's flush needs none open
+    # on the test database beyond the main thread's.
+    connection.close()

@@ -1,0 +1,160 @@
+"""Where executions run: ``WORKFLOW_EXECUTOR=inline`` or ``channels``.
+
+- ``inline`` (default): a bounded thread pool (``WORKFLOW_MAX_CONCURRENT_EXECUTIONS``) in the
+  serving process.
+- ``channels``: ``{"type": "execute", "execution": id}`` goes to the channel
+  ``workflows.execute``; ``manage.py runworker workflows.execute`` processes serve it
+  (``workflows.consumers.ExecuteConsumer``), on any number of machines.
+
+A dispatch is a wake-up, never the source of truth: the engine claims a run with a conditional
+update, so a duplicate message does nothing and a lost one is sent again by the recovery sweep
+(``background_start``), which server processes run at start and every
+``WORKFLOW_RECOVERY_INTERVAL`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+
+from workflows.engine import execution_run
+
+logger = logging.getLogger(__name__)
+
+EXECUTE_CHANNEL = "workflows.execute"
+
+
+class InlineExecutor:
+    def __init__(self, max_workers: int):
+        self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="wf-exec")
+
+    def dispatch(self, execution_id: uuid.UUID | str) -> None:
+        self.pool.submit(_run_logged, str(execution_id))
+
+
+def _run_logged(execution_id: str) -> None:
+    try:
+        execution_run(execution_id)
+    except Exception:
+        logger.exception("execution %s crashed its executor thread", execution_id)
+
+
+class _LoopThread:
+    """One long-lived event loop for this process's channel-layer sends (channels-redis keeps
+    a connection pool per loop: a loop per call would leak them)."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="wf-dispatch", daemon=True).start()
+
+    def run(self, coro, timeout: float = 10.0):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+
+class ChannelsExecutor:
+    def __init__(self):
+        self._loop: _LoopThread | None = None
+        self._lock = threading.Lock()
+
+    def dispatch(self, execution_id: uuid.UUID | str) -> None:
+        from channels.exceptions import ChannelFull
+        from channels.layers import get_channel_layer
+
+        with self._lock:
+            if self._loop is None:
+                self._loop = _LoopThread()
+        layer = get_channel_layer()
+        message = {"type": "execute", "execution": str(execution_id)}
+        try:
+            self._loop.run(layer.send(EXECUTE_CHANNEL, message))
+        except ChannelFull:
+            # The run stays queued; the recovery sweep dispatches it again.
+            logger.warning(
+                "%s is full; execution %s waits for recovery", EXECUTE_CHANNEL, execution_id
+            )
+
+
+_executor = None
+_executor_lock = threading.Lock()
+
+
+def get_executor():
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            kind = settings.WORKFLOW_EXECUTOR
+            if kind == "channels":
+                _executor = ChannelsExecutor()
+            elif kind == "inline":
+                _executor = InlineExecutor(settings.WORKFLOW_MAX_CONCURRENT_EXECUTIONS)
+            else:
+                raise ValueError(f"WORKFLOW_EXECUTOR must be 'inline' or 'channels', not {kind!r}")
+        return _executor
+
+
+def reset_executor() -> None:
+    """Forget the executor (tests that switch ``WORKFLOW_EXECUTOR``)."""
+    global _executor
+    with _executor_lock:
+        _executor = None
+
+
+# --- the recovery loop ---------------------------------------------------------------------
+
+_background: threading.Thread | None = None
+_background_stop = threading.Event()
+
+
+def _is_server_process() -> bool:
+    program = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return program.startswith(("daphne", "uvicorn", "hypercorn")) or any(
+        arg in ("runworker", "runserver") for arg in sys.argv[1:3]
+    )
+
+
+def background_start(*, force: bool = False) -> bool:
+    """Start the recovery sweep thread once per process (at start, then periodically).
+
+    With ``WORKFLOW_BACKGROUND=auto`` only server processes (daphne, runworker, runserver)
+    start it, so importing ``canvas.asgi`` elsewhere (tests, shells) starts nothing.
+    """
+    global _background
+    mode = str(settings.WORKFLOW_BACKGROUND).lower()
+    if not force and (
+        mode in ("0", "false", "off", "no") or (mode == "auto" and not _is_server_process())
+    ):
+        return False
+    with _executor_lock:
+        if _background is not None:
+            return False
+        _background = threading.Thread(target=_recovery_loop, name="wf-recovery", daemon=True)
+        _background.start()
+    return True
+
+
+def _recovery_loop() -> None:
+    from django.db import close_old_connections
+
+    from workflows.services import cache_prune, executions_recover
+
+    interval = settings.WORKFLOW_RECOVERY_INTERVAL
+    sweeps = 0
+    while not _background_stop.is_set():
+        try:
+            executions_recover()
+            sweeps += 1
+            if sweeps % 100 == 1:
+                cache_prune()
+        except Exception:
+            # The database may be starting up or not migrated yet: try again later.
+            logger.warning("recovery sweep failed", exc_info=True)
+        finally:
+            close_old_connections()
+        _background_stop.wait(interval)

@@ -1,0 +1,61 @@
+"""Reads of executions, always through the user who asks (another user's run is a 404)."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import Prefetch, QuerySet
+
+from canvas.exceptions import NotFoundError
+from workflows.models import Execution, ExecutionEvent, NodeRun
+
+EVENTS_PAGE_SIZE = 1000
+
+
+def _uuid_or_404(value, what: str) -> uuid.UUID:
+    try:
+        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    except (ValueError, TypeError, AttributeError):
+        raise NotFoundError(f"{what} not found.") from None
+
+
+def execution_list(*, user, graph_id=None, status: str | None = None) -> QuerySet[Execution]:
+    """The user's executions, newest first, without node runs (use ``execution_get_for_user``)."""
+    qs = Execution.objects.filter(owner=user).defer("snapshot").order_by("-queued_at", "id")
+    if graph_id is not None:
+        qs = qs.filter(graph_id=graph_id)
+    if status:
+        qs = qs.filter(status=status)
+    return qs
+
+
+def execution_get_for_user(*, user, execution_id, with_node_runs: bool = False) -> Execution:
+    execution_id = _uuid_or_404(execution_id, "Execution")
+    qs = Execution.objects.filter(owner=user, pk=execution_id)
+    if with_node_runs:
+        qs = qs.prefetch_related(
+            Prefetch("node_runs", queryset=NodeRun.objects.order_by("started_at", "created_at"))
+        )
+    execution = qs.first()
+    if execution is None:
+        raise NotFoundError("Execution not found.")
+    return execution
+
+
+def execution_events_after(
+    *, execution: Execution, after: int = 0, limit: int = EVENTS_PAGE_SIZE
+) -> list[ExecutionEvent]:
+    """Persisted events with ``seq > after``, oldest first, at most ``limit``."""
+    return list(
+        ExecutionEvent.objects.filter(execution=execution, seq__gt=after).order_by("seq")[:limit]
+    )
+
+
+def execution_node_statuses(*, execution: Execution) -> dict[str, str]:
+    """``{node id: status}`` of the nodes that have a run (the realtime snapshot)."""
+    return {
+        str(node_id): status
+        for node_id, status in NodeRun.objects.filter(execution=execution).values_list(
+            "node_id", "status"
+        )
+    }
