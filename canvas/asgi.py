@@ -10,6 +10,12 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "canvas.settings")
 django_asgi_app = get_asgi_application()
 
+# Daphne runs no system checks: refuse to serve with a CRYPTOGRAPHY_KEY that cannot read the
+# stored API keys, rather than fail later on a user's run (integrations/checks.py).
+from integrations.checks import verify_encryption_key  # noqa: E402
+
+verify_encryption_key()
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
