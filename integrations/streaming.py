@@ -203,23 +203,30 @@ class ResponseStream:
 
     def mark_complete(self) -> None:
         """The caller saw the stream's terminator: the connection may go back to the pool."""
-        self._complete = True
+        with self._lock:
+            if not self._cancelled.is_set():
+                self._complete = True
 
     def drain(self) -> None:
         """Read what follows the terminator (the chunked trailer) so the connection is reusable."""
         try:
             while self.response.raw.read1(READ_SIZE):
                 pass
-        except Exception:  # noqa: BLE001, S110 - a failed drain only costs the connection
-            self._complete = False
+        except Exception:  # noqa: BLE001 - a failed drain only costs the connection
+            with self._lock:
+                self._complete = False
 
     def cancel(self) -> None:
-        """Stop the stream now, from any thread: a blocked read returns within milliseconds."""
-        self._cancelled.set()
-        sock = self._socket
-        if sock is not None:
-            with contextlib.suppress(OSError):  # already closed
-                sock.shutdown(socket.SHUT_RDWR)
+        """Stop the stream now, from any thread: a blocked read returns within milliseconds.
+
+        A stream that already completed is left alone: its connection may be back in the pool
+        serving another request, and shutting that socket would break it.
+        """
+        with self._lock:
+            if self._closed or self._complete:
+                return
+            self._cancelled.set()
+        self._shutdown()
         self.close()
 
     def close(self) -> None:
@@ -227,13 +234,20 @@ class ResponseStream:
             if self._closed:
                 return
             self._closed = True
-        if not self._complete:
-            # A half-read connection must not be reused: close it instead of releasing it.
-            sock = self._socket
-            if sock is not None and not self._cancelled.is_set():
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+            complete = self._complete
+        if complete:
+            # Fully read: hand the connection back to the pool for the next request.
+            self.response.raw.release_conn()
+            return
+        # A half-read connection must not be reused: shut it, then let requests close it.
+        self._shutdown()
         self.response.close()
+
+    def _shutdown(self) -> None:
+        sock = self._socket
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def _is_timeout(exc: BaseException) -> bool:

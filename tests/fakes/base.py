@@ -75,6 +75,10 @@ class _Server(ThreadingHTTPServer):
             with self.fake.lock:
                 self.fake.active_connections -= 1
 
+    def handle_error(self, request, client_address):
+        # A client that hangs up mid-request is a scenario under test, not a server fault.
+        pass
+
 
 class FakeHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -171,7 +175,9 @@ class FakeServer:
 
     def start(self) -> FakeServer:
         self._server = _Server(("127.0.0.1", 0), self.handler_class, self)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
