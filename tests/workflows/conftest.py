@@ -63,3 +63,36 @@ def _close_db_after_threads():
     # Engine threads hold their own connections; a transactional test's flush needs none open
     # on the test database beyond the main thread's.
     connection.close()
+
+
+@pytest.fixture
+def sleep_node():
+    """A slow, cancellable node type run in the node pool, registered for one test."""
+    from graphs.registry import NodeType, Port, PortType, registry
+    from workflows.engine import NodeCancelled
+
+    class _Sleep(NodeType):
+        type = "test_sleep"
+        label = "Sleep"
+        blocking = True
+        inputs = (Port("value", PortType.ANY, required=False),)
+        outputs = (Port("value", PortType.ANY),)
+        config_schema = {
+            "type": "object",
+            "properties": {"seconds": {"type": "number", "default": 0.5}, "fail": {}},
+        }
+        calls: list = []
+
+        def run(self, ctx):
+            type(self).calls.append(ctx.node_id)
+            if ctx.cancel_event.wait(ctx.config["seconds"]):
+                raise NodeCancelled
+            if ctx.config.get("fail"):
+                from workflows.engine import NodeError
+
+                raise NodeError(str(ctx.config["fail"]))
+            return {"value": ctx.inputs.get("value", ctx.config["seconds"])}
+
+    registry.register(_Sleep)
+    yield _Sleep
+    registry.unregister("test_sleep")
