@@ -1,0 +1,77 @@
+"""Executions as the API reads and writes them (design: REST API, Executions)."""
+
+from rest_framework import serializers
+
+from workflows.models import Execution, ExecutionEvent, ExecutionStatus, NodeRun
+
+
+class ExecutionCreateSerializer(serializers.Serializer):
+    inputs = serializers.DictField(required=False, default=dict)
+
+
+class ExecutionFilterSerializer(serializers.Serializer):
+    graph = serializers.UUIDField(required=False)
+    status = serializers.ChoiceField(choices=ExecutionStatus.choices, required=False)
+
+
+class EventsQuerySerializer(serializers.Serializer):
+    after = serializers.IntegerField(required=False, default=0, min_value=0)
+
+
+class NodeRunSerializer(serializers.ModelSerializer):
+    node = serializers.UUIDField(source="node_id")
+    type = serializers.CharField(source="node_type")
+    # Plain text in the schema: a second enum named "status" would collide with the run's.
+    status = serializers.CharField(
+        help_text="pending, running, succeeded, failed, skipped, cancelled or cached"
+    )
+
+    class Meta:
+        model = NodeRun
+        fields = [
+            "node",
+            "type",
+            "status",
+            "inputs",
+            "outputs",
+            "error",
+            "attempts",
+            "started_at",
+            "finished_at",
+            "usage",
+        ]
+
+
+class ExecutionSummarySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Execution
+        fields = [
+            "id",
+            "graph",
+            "graph_version",
+            "status",
+            "inputs",
+            "outputs",
+            "error",
+            "queued_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class ExecutionSerializer(ExecutionSummarySerializer):
+    node_runs = NodeRunSerializer(many=True, read_only=True)
+
+    class Meta(ExecutionSummarySerializer.Meta):
+        fields = [*ExecutionSummarySerializer.Meta.fields, "node_runs"]
+
+
+class EventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ExecutionEvent
+        fields = ["seq", "event", "data", "ts"]
+
+
+class EventPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True)
+    results = EventSerializer(many=True)

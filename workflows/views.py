@@ -1,0 +1,148 @@
+"""Executions REST API: thin views over ``workflows.selectors`` and ``workflows.services``."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import generics, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.serializers import Serializer
+
+from canvas.exceptions import ApplicationError
+from graphs.selectors import graph_get_for_user
+from workflows import selectors, services
+from workflows.models import ExecutionStatus
+from workflows.serializers import (
+    EventPageSerializer,
+    EventSerializer,
+    EventsQuerySerializer,
+    ExecutionCreateSerializer,
+    ExecutionFilterSerializer,
+    ExecutionSerializer,
+    ExecutionSummarySerializer,
+)
+
+EXECUTION_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+GRAPH_ID = OpenApiParameter("graph_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+NOT_FOUND = {404: OpenApiTypes.OBJECT}
+BAD_REQUEST = {400: OpenApiTypes.OBJECT}
+
+
+def _parse(serializer: Serializer) -> dict:
+    if not serializer.is_valid():
+        raise ApplicationError(
+            "Invalid input.",
+            errors={
+                field: [{"field": field, "message": str(message)} for message in messages]
+                for field, messages in serializer.errors.items()
+            },
+        )
+    return serializer.validated_data
+
+
+@extend_schema_view(
+    get=extend_schema(
+        summary="Executions of one graph",
+        parameters=[GRAPH_ID],
+        responses={200: ExecutionSummarySerializer(many=True), **NOT_FOUND},
+    ),
+    post=extend_schema(
+        summary="Run the graph",
+        description="Validates the graph and the inputs, snapshots the graph and queues the run.",
+        parameters=[GRAPH_ID],
+        request=ExecutionCreateSerializer,
+        responses={202: ExecutionSerializer, **BAD_REQUEST, **NOT_FOUND},
+    ),
+)
+class GraphExecutionsView(generics.GenericAPIView):
+    serializer_class = ExecutionSummarySerializer
+
+    def get_queryset(self):
+        graph = graph_get_for_user(user=self.request.user, graph_id=self.kwargs["graph_id"])
+        return selectors.execution_list(user=self.request.user, graph_id=graph.id)
+
+    def get(self, request, graph_id):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(ExecutionSummarySerializer(page, many=True).data)
+
+    def post(self, request, graph_id):
+        graph = graph_get_for_user(user=request.user, graph_id=graph_id)
+        data = _parse(ExecutionCreateSerializer(data=request.data))
+        execution = services.execution_create(user=request.user, graph=graph, inputs=data["inputs"])
+        execution = selectors.execution_get_for_user(
+            user=request.user, execution_id=execution.id, with_node_runs=True
+        )
+        return Response(ExecutionSerializer(execution).data, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Your executions, newest first",
+        parameters=[
+            OpenApiParameter("graph", OpenApiTypes.UUID, description="Only this graph's runs."),
+            OpenApiParameter("status", OpenApiTypes.STR, enum=ExecutionStatus.values),
+        ],
+        responses={200: ExecutionSummarySerializer(many=True), **BAD_REQUEST},
+    ),
+    retrieve=extend_schema(
+        summary="One execution with its node runs",
+        parameters=[EXECUTION_ID],
+        responses={200: ExecutionSerializer, **NOT_FOUND},
+    ),
+)
+class ExecutionViewSet(viewsets.GenericViewSet):
+    serializer_class = ExecutionSerializer
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self):
+        params = _parse(ExecutionFilterSerializer(data=self.request.query_params))
+        return selectors.execution_list(
+            user=self.request.user, graph_id=params.get("graph"), status=params.get("status")
+        )
+
+    def list(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(ExecutionSummarySerializer(page, many=True).data)
+
+    def retrieve(self, request, pk=None):
+        execution = selectors.execution_get_for_user(
+            user=request.user, execution_id=pk, with_node_runs=True
+        )
+        return Response(ExecutionSerializer(execution).data)
+
+    @extend_schema(
+        summary="Cancel a queued or running execution (idempotent)",
+        parameters=[EXECUTION_ID],
+        request=None,
+        responses={202: ExecutionSerializer, **NOT_FOUND},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        execution = services.execution_cancel_for_user(user=request.user, execution_id=pk)
+        execution = selectors.execution_get_for_user(
+            user=request.user, execution_id=execution.id, with_node_runs=True
+        )
+        return Response(ExecutionSerializer(execution).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="The persisted event log, oldest first",
+        description=f"Events with `seq > after`, at most {selectors.EVENTS_PAGE_SIZE} a page; "
+        "`next` links the following page. `node.token` is never stored.",
+        parameters=[
+            EXECUTION_ID,
+            OpenApiParameter("after", OpenApiTypes.INT, description="Return events after it."),
+        ],
+        responses={200: EventPageSerializer, **BAD_REQUEST, **NOT_FOUND},
+    )
+    @action(detail=True, methods=["get"])
+    def events(self, request, pk=None):
+        execution = selectors.execution_get_for_user(user=request.user, execution_id=pk)
+        after = _parse(EventsQuerySerializer(data=request.query_params))["after"]
+        size = selectors.EVENTS_PAGE_SIZE
+        rows = selectors.execution_events_after(execution=execution, after=after, limit=size + 1)
+        next_url = None
+        if len(rows) > size:
+            rows = rows[:size]
+            next_url = request.build_absolute_uri(f"{request.path}?after={rows[-1].seq}")
+        return Response({"next": next_url, "results": EventSerializer(rows, many=True).data})
