@@ -66,12 +66,15 @@ def _inputs_errors(*, snapshot: dict, inputs: Any) -> dict[str, list]:
     return {"inputs": errors} if errors else {}
 
 
-def execution_create(*, user, graph, inputs: dict[str, Any] | None = None) -> Execution:
+def execution_create(
+    *, user, graph, inputs: dict[str, Any] | None = None, dispatch: bool = True
+) -> Execution:
     """Validate the graph and the inputs, snapshot the graph and queue a run of it.
 
     Raises ``ApplicationError`` with the validate error map for an incomplete or invalid
     graph, or with ``{"inputs": [...]}`` for inputs that do not match the input nodes. The run
-    is dispatched to the configured executor when the transaction commits.
+    is dispatched to the configured executor when the transaction commits (``dispatch=False``:
+    the caller runs it, as ``manage.py run_workflow`` does in the foreground).
     """
     inputs = {} if inputs is None else inputs
     snapshot = graph_snapshot(graph=graph)
@@ -102,7 +105,8 @@ def execution_create(*, user, graph, inputs: dict[str, Any] | None = None) -> Ex
             event="execution.queued",
             data={"status": ExecutionStatus.QUEUED},
         )
-        transaction.on_commit(lambda: execution_dispatch(execution_id=execution.id))
+        if dispatch:
+            transaction.on_commit(lambda: execution_dispatch(execution_id=execution.id))
     return execution
 
 

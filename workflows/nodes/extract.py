@@ -90,7 +90,7 @@ class ExtractNode(NodeType):
         for step in parse_path(path):
             if isinstance(step, int):
                 if not isinstance(value, list):
-                    raise NodeError(f"{walked or 'the data'} is not a list, cannot take [{step}].")
+                    raise NodeError(f"Cannot take [{step}]: {walked or 'the data'} is not a list.")
                 if not -len(value) <= step < len(value):
                     raise NodeError(
                         f"Index [{step}] is out of range: {walked or 'the data'} has "
@@ -101,7 +101,7 @@ class ExtractNode(NodeType):
             else:
                 if not isinstance(value, dict):
                     raise NodeError(
-                        f"{walked or 'the data'} is not an object, cannot take .{step}."
+                        f"Cannot take .{step}: {walked or 'the data'} is not an object."
                     )
                 if step not in value:
                     raise NodeError(f"No key {step!r} in {walked or 'the data'}.")
