@@ -265,6 +265,24 @@ WORKFLOW_MAX_OUTPUT_BYTES = env.int("WORKFLOW_MAX_OUTPUT_BYTES", default=1024 * 
 # node.token messages are coalesced so that at most one leaves per node every this many ms.
 WORKFLOW_TOKEN_COALESCE_MS = env.int("WORKFLOW_TOKEN_COALESCE_MS", default=20)
 
+# --- Chat ---------------------------------------------------------------------------------
+
+# A message's content and a conversation's system prompt, in characters.
+CHAT_MAX_CONTENT_CHARS = env.int("CHAT_MAX_CONTENT_CHARS", default=32_000)
+CHAT_MAX_SYSTEM_PROMPT_CHARS = env.int("CHAT_MAX_SYSTEM_PROMPT_CHARS", default=32_000)
+# The history sent with each call, in characters (system prompt included; there is no
+# tokenizer for every model, and ~4 characters a token is the usual rule): the oldest messages
+# go first, a message is never split, the new user message always goes.
+CHAT_CONTEXT_MAX_CHARS = env.int("CHAT_CONTEXT_MAX_CHARS", default=24_000)
+# Messages per page of GET /api/conversations/{id}/messages/ (?page_size= up to the max).
+CHAT_MESSAGES_PAGE_SIZE = env.int("CHAT_MESSAGES_PAGE_SIZE", default=50)
+CHAT_MESSAGES_MAX_PAGE_SIZE = env.int("CHAT_MESSAGES_MAX_PAGE_SIZE", default=200)
+# Socket replies stream in this many threads per process (never the consumer's DB thread).
+CHAT_STREAM_THREADS = env.int("CHAT_STREAM_THREADS", default=8)
+# How often a process streaming replies checks the database for a chat.cancel sent to
+# another process (seconds).
+CHAT_CANCEL_POLL_SECONDS = env.float("CHAT_CANCEL_POLL_SECONDS", default=0.25)
+
 # --- Logging --------------------------------------------------------------------------------
 
 LOGGING = {

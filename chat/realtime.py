@@ -1,0 +1,146 @@
+"""Chat on the socket: the ``conversation:<id>`` topic and the ``chat.send`` / ``chat.cancel``
+handlers (protocol: docs/realtime.md, docs/chat.md).
+
+``chat.send`` stores the user message and an empty reply (a short database call), then streams
+the reply in a thread of ``chat.runner.executor()`` — never in the consumer's shared database
+thread — and returns at once, so the socket keeps reading (a ``chat.cancel`` on the same socket
+is handled mid-stream). Frames come back from the thread through a queue on the socket's loop,
+in order, and each goes
+
+- to the group ``conversation.<id>``: every socket subscribed to ``conversation:<id>`` (other
+  tabs, other processes) relays it;
+- straight to the sender when the sender is not subscribed (a subscribed sender gets it through
+  the group), so each socket sees each frame once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from canvas import realtime
+from canvas.exceptions import ApplicationError
+from canvas.publisher import publish
+from chat import runner, selectors, services
+
+logger = logging.getLogger(__name__)
+
+_DONE = object()
+# Background tasks of the handlers, kept referenced until they end (the loop holds only weak
+# references to tasks).
+_tasks: set[asyncio.Task] = set()
+
+
+@realtime.register_topic
+class ConversationTopic(realtime.Topic):
+    kind = "conversation"
+
+    def open(self, *, user, object_id: uuid.UUID, after: int | None) -> realtime.Opened:
+        conversation = selectors.conversation_get_for_user(user=user, conversation_id=object_id)
+        streaming = selectors.message_streaming_for_conversation(conversation=conversation)
+        return realtime.Opened(
+            snapshot={"streaming": [str(pk) for pk in streaming.values_list("pk", flat=True)]}
+        )
+
+
+def topic_name(conversation_id: Any) -> str:
+    return f"conversation:{conversation_id}"
+
+
+def conversation_emitter(conversation_id: Any) -> runner.Emit:
+    """An ``emit`` for ``reply_run`` that publishes each frame to the conversation's sockets."""
+    group = ConversationTopic.group_name(conversation_id)
+    topic = topic_name(conversation_id)
+
+    def emit(frame: dict[str, Any]) -> None:
+        publish(group, realtime.frame_message(topic=topic, frame=frame))
+
+    return emit
+
+
+def _spawn(coroutine) -> None:
+    task = asyncio.get_running_loop().create_task(coroutine)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+def _conversation_field(message: dict[str, Any]) -> Any:
+    value = message.get("conversation")
+    if value is None:
+        raise ApplicationError("'conversation' is required.", code="invalid")
+    return value
+
+
+@realtime.message_handler("chat.send")
+async def chat_send(consumer, message: dict[str, Any]) -> None:
+    conversation_id = selectors.parse_id(_conversation_field(message), what="conversation")
+    request_id = message.get("request_id")
+    content = message.get("content")
+    try:
+        turn = await database_sync_to_async(services.message_begin)(
+            user=consumer.user, conversation_id=conversation_id, content=content
+        )
+    except ApplicationError as exc:
+        if exc.errors and exc.code == "invalid":
+            # A field error keeps its words; the socket's error has no field map.
+            raise ApplicationError(exc.message, code="invalid") from exc
+        raise
+    _spawn(_stream(consumer, turn, request_id))
+
+
+async def _stream(consumer, turn: services.Turn, request_id: Any) -> None:
+    loop = asyncio.get_running_loop()
+    frames: asyncio.Queue = asyncio.Queue()
+    conversation_id = turn.conversation.pk
+    group = ConversationTopic.group_name(conversation_id)
+    topic = topic_name(conversation_id)
+
+    def emit(frame: dict[str, Any]) -> None:  # runs in the streaming thread
+        loop.call_soon_threadsafe(frames.put_nowait, frame)
+
+    def run() -> None:
+        try:
+            runner.reply_run_in_thread(turn=turn, emit=emit, request_id=request_id)
+        finally:
+            loop.call_soon_threadsafe(frames.put_nowait, _DONE)
+
+    future = loop.run_in_executor(runner.executor(), run)
+    while (frame := await frames.get()) is not _DONE:
+        publish(group, realtime.frame_message(topic=topic, frame=frame))
+        if topic not in getattr(consumer, "subscriptions", {}):
+            try:
+                await consumer.send_json(frame)
+            except Exception:  # the sender's socket closed; the others still get the frames
+                logger.debug("chat frame not sent to a closed socket", exc_info=True)
+    try:
+        await future
+    except Exception:
+        logger.exception("chat reply thread failed")
+
+
+@realtime.message_handler("chat.cancel")
+async def chat_cancel(consumer, message: dict[str, Any]) -> None:
+    conversation_id = selectors.parse_id(_conversation_field(message), what="conversation")
+    ids = await database_sync_to_async(services.reply_cancel_request)(
+        user=consumer.user, conversation_id=conversation_id
+    )
+    for message_id in ids:
+        # This process runs it: stop at once. Elsewhere, its process's watcher sees the flag.
+        runner.cancel_local(message_id)
+        # A runner still waiting for the provider's first byte, or one whose process died,
+        # cannot store the cancel itself: give it up after a grace period.
+        _spawn(_abandon_if_orphaned(message_id, conversation_id))
+
+
+async def _abandon_if_orphaned(message_id: uuid.UUID, conversation_id: uuid.UUID) -> None:
+    # A reply asked to stop that is still streaming after every watcher had time to see the
+    # flag has no live process: store it cancelled so the conversation is not stuck.
+    await asyncio.sleep(settings.CHAT_CANCEL_POLL_SECONDS * 4 + 1.0)
+    stored = await database_sync_to_async(services.reply_abandon)(message_id=message_id)
+    if stored is not None:
+        conversation_emitter(conversation_id)(runner.done_frame(message=stored, request_id=None))

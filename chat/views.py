@@ -1,0 +1,204 @@
+"""The chat API: conversations CRUD, their messages (paged by cursor), sending, regenerating.
+
+Views parse, authorize through the owner's selectors, call a service and render. A message POST
+(and a regenerate) runs the provider call in the request thread and answers 201 with both
+messages, also when the provider failed: the reply is then the stored ``failed`` message. Its
+tokens also stream to every socket subscribed to ``conversation:<id>``.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
+from rest_framework import serializers as drf_serializers
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+
+from canvas.exceptions import NotFoundError
+from chat import runner, selectors, services
+from chat.models import Message
+from chat.realtime import conversation_emitter
+from chat.serializers import (
+    ConversationInputSerializer,
+    ConversationSerializer,
+    MessageInputSerializer,
+    MessageListQuerySerializer,
+    MessagePairSerializer,
+    MessageSerializer,
+)
+
+MESSAGE_PAGE = inline_serializer(
+    name="MessagePage",
+    fields={
+        "count": drf_serializers.IntegerField(),
+        "next": drf_serializers.URLField(allow_null=True),
+        "previous": drf_serializers.URLField(allow_null=True),
+        "results": MessageSerializer(many=True),
+    },
+)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Your conversations, most recently active first"),
+    retrieve=extend_schema(summary="One of your conversations"),
+    create=extend_schema(
+        summary="Start a conversation (the model is not checked: Ollama may pull it later)",
+        request=ConversationInputSerializer,
+        responses={201: ConversationSerializer},
+    ),
+    update=extend_schema(
+        summary="Replace a conversation's settings",
+        request=ConversationInputSerializer,
+        responses={200: ConversationSerializer},
+    ),
+    partial_update=extend_schema(
+        summary="Change some of a conversation's settings",
+        request=ConversationInputSerializer,
+        responses={200: ConversationSerializer},
+    ),
+    destroy=extend_schema(summary="Delete a conversation and its messages"),
+)
+class ConversationViewSet(viewsets.GenericViewSet):
+    """Conversations with Ollama and Groq models. Another user's conversation is a 404."""
+
+    permission_classes = [IsAuthenticated]
+    serializer_class = ConversationSerializer
+
+    def get_queryset(self):
+        return selectors.conversation_list_for_user(user=self.request.user)
+
+    def get_object(self):
+        return selectors.conversation_get_for_user(
+            user=self.request.user, conversation_id=self.kwargs["pk"]
+        )
+
+    def list(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(ConversationSerializer(page, many=True).data)
+
+    def retrieve(self, request, pk=None):
+        return Response(ConversationSerializer(self.get_object()).data)
+
+    def create(self, request):
+        data = ConversationInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        conversation = services.conversation_create(owner=request.user, **data.validated_data)
+        return Response(ConversationSerializer(conversation).data, status=status.HTTP_201_CREATED)
+
+    def update(self, request, pk=None):
+        return self._update(request, partial=False)
+
+    def partial_update(self, request, pk=None):
+        return self._update(request, partial=True)
+
+    def _update(self, request, *, partial: bool):
+        conversation = self.get_object()
+        data = ConversationInputSerializer(data=request.data, partial=partial)
+        data.is_valid(raise_exception=True)
+        changes = dict(data.validated_data)
+        if not partial:
+            # PUT replaces: what is left out goes back to its default.
+            changes = {"title": "", "system_prompt": "", "options": {}, **changes}
+        conversation = services.conversation_update(conversation=conversation, **changes)
+        return Response(ConversationSerializer(conversation).data)
+
+    def destroy(self, request, pk=None):
+        services.conversation_delete(conversation=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    # --- messages ------------------------------------------------------------------------
+
+    @extend_schema(
+        methods=["GET"],
+        summary="A page of messages, oldest first: the newest page, or the one before / after "
+        "a message id",
+        parameters=[
+            OpenApiParameter("before", OpenApiTypes.UUID, description="a message id"),
+            OpenApiParameter("after", OpenApiTypes.UUID, description="a message id"),
+            OpenApiParameter("page_size", int, description="messages per page"),
+        ],
+        responses={200: MESSAGE_PAGE},
+    )
+    @extend_schema(
+        methods=["POST"],
+        summary="Send a message; answers with it and the reply (a failed reply is stored too)",
+        request=MessageInputSerializer,
+        responses={201: MessagePairSerializer},
+    )
+    @action(detail=True, methods=["get", "post"])
+    def messages(self, request, pk=None):
+        if request.method == "POST":
+            return self._send(request)
+        conversation = self.get_object()
+        query = MessageListQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        page = selectors.message_page(
+            conversation=conversation,
+            page_size=params.get("page_size", settings.CHAT_MESSAGES_PAGE_SIZE),
+            before=params.get("before"),
+            after=params.get("after"),
+        )
+        link = request.build_absolute_uri(
+            reverse("conversation-messages", kwargs={"pk": conversation.pk})
+        )
+        size = params.get("page_size")
+        suffix = f"&page_size={size}" if size else ""
+        messages = page.messages
+        return Response(
+            {
+                "count": page.count,
+                "next": f"{link}?after={messages[-1].pk}{suffix}"
+                if page.has_newer and messages
+                else None,
+                "previous": f"{link}?before={messages[0].pk}{suffix}"
+                if page.has_older and messages
+                else None,
+                "results": MessageSerializer(messages, many=True).data,
+            }
+        )
+
+    def _send(self, request):
+        data = MessageInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        turn = services.message_begin(
+            user=request.user,
+            conversation_id=self.kwargs["pk"],
+            content=data.validated_data["content"],
+        )
+        return self._run(turn)
+
+    @extend_schema(
+        summary="Replace the last reply with a new one",
+        request=None,
+        responses={201: MessagePairSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def regenerate(self, request, pk=None):
+        turn = services.reply_begin(user=request.user, conversation_id=pk)
+        return self._run(turn)
+
+    def _run(self, turn: services.Turn) -> Response:
+        emit = conversation_emitter(turn.conversation.pk)
+        reply = runner.reply_run(turn=turn, emit=emit)
+        if reply is None:
+            # Another outcome won (a cancel gave the reply up) or the conversation is gone.
+            reply = Message.objects.filter(pk=turn.assistant_message.pk).first()
+            if reply is None:
+                raise NotFoundError("No such conversation.")
+        return Response(
+            {
+                "user_message": MessageSerializer(turn.user_message).data,
+                "assistant_message": MessageSerializer(reply).data,
+            },
+            status=status.HTTP_201_CREATED,
+        )
