@@ -82,6 +82,7 @@ class SseDecoder:
 
     def __init__(self):
         self._buffer = b""
+        self._after_cr = False
         self._data: list[str] = []
         self._event = ""
         self._id: str | None = None
@@ -107,16 +108,23 @@ class SseDecoder:
 
     def _next_line(self) -> tuple[bytes, bool]:
         buf = self._buffer
+        if self._after_cr and buf[:1] == b"\n":
+            # The LF of a CRLF whose CR ended the previous read.
+            buf = buf[1:]
+        self._after_cr = False
         for index, byte in enumerate(buf):
             if byte == 0x0A:  # LF
                 self._buffer = buf[index + 1 :]
                 return buf[:index], True
-            if byte == 0x0D:  # CR, maybe followed by LF in the next read
-                if index + 1 == len(buf):
-                    return b"", False
-                skip = 2 if buf[index + 1] == 0x0A else 1
-                self._buffer = buf[index + skip :]
+            if byte == 0x0D:  # CR, or the start of a CRLF
+                if buf[index + 1 : index + 2] == b"\n":
+                    self._buffer = buf[index + 2 :]
+                else:
+                    # Dispatch now; an LF arriving in the next read belongs to this CR.
+                    self._buffer = buf[index + 1 :]
+                    self._after_cr = index + 1 == len(buf)
                 return buf[:index], True
+        self._buffer = buf
         return b"", False
 
     def _process(self, raw: bytes) -> SseEvent | None:

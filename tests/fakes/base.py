@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import select
 import socket
 import threading
 import time
@@ -99,8 +100,8 @@ class FakeHandler(BaseHTTPRequestHandler):
         with self.fake.lock:
             self.fake.requests.append(recorded)
         behaviour = self.fake.next_behaviour(self.path)
-        if behaviour.delay:
-            self.fake.stop.wait(behaviour.delay)
+        if behaviour.delay and not self.wait(behaviour.delay):
+            return
         try:
             self.fake.handle(self, recorded, behaviour)
         except (BrokenPipeError, ConnectionResetError):
@@ -151,8 +152,27 @@ class FakeHandler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
 
+    def client_gone(self) -> bool:
+        """True when the client hung up (readable with nothing to read)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep like a busy model, but notice (as Ollama and Groq do) a client that left."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.fake.stop.wait(min(0.02, max(deadline - time.monotonic(), 0))):
+                return False
+            if self.client_gone():
+                self.close_connection = True
+                return False
+        return True
+
     def stall(self, behaviour: Behaviour):
-        self.fake.stop.wait(behaviour.stall_for)
+        self.wait(behaviour.stall_for)
         self.close_connection = True
 
 

@@ -198,8 +198,8 @@ class FakeGroq(FakeServer):
             "total_time": 0.0366,
         }
         if not body.get("stream"):
-            if behaviour.first_token_delay:
-                self.stop.wait(behaviour.first_token_delay)
+            if behaviour.first_token_delay and not handler.wait(behaviour.first_token_delay):
+                return
             message = {"role": "assistant", "content": None if tool_calls else text}
             if tool_calls:
                 message["tool_calls"] = tool_calls
@@ -243,8 +243,8 @@ class FakeGroq(FakeServer):
             return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
 
         handler.start_chunked(200, SSE, headers)
-        if behaviour.first_token_delay:
-            self.stop.wait(behaviour.first_token_delay)
+        if behaviour.first_token_delay and not handler.wait(behaviour.first_token_delay):
+            return
         handler.write_chunk(chunk({"role": "assistant", "content": ""}))
         for index, token in enumerate(tokens):
             if behaviour.error_after is not None and index == behaviour.error_after:
@@ -263,8 +263,8 @@ class FakeGroq(FakeServer):
             if behaviour.stall_after is not None and index == behaviour.stall_after:
                 handler.stall(behaviour)
                 return
-            if index and behaviour.token_interval:
-                time.sleep(behaviour.token_interval)
+            if index and behaviour.token_interval and not handler.wait(behaviour.token_interval):
+                return
             handler.write_chunk(chunk({"content": token}), byte_by_byte=behaviour.byte_by_byte)
         if behaviour.omit_terminator:
             handler.end_chunked()

@@ -208,8 +208,8 @@ class FakeOllama(FakeServer):
             return chunk
 
         if body.get("stream") is False:
-            if behaviour.first_token_delay:
-                self.stop.wait(behaviour.first_token_delay)
+            if behaviour.first_token_delay and not handler.wait(behaviour.first_token_delay):
+                return
             handler.send_json(200, final(text), headers=behaviour.headers)
             return
 
@@ -218,8 +218,8 @@ class FakeOllama(FakeServer):
         def line(obj) -> bytes:
             return json.dumps(obj, ensure_ascii=False).encode() + b"\n"
 
-        if behaviour.first_token_delay:
-            self.stop.wait(behaviour.first_token_delay)
+        if behaviour.first_token_delay and not handler.wait(behaviour.first_token_delay):
+            return
         for index, token in enumerate(tokens):
             if behaviour.error_after is not None and index == behaviour.error_after:
                 handler.write_chunk(
@@ -238,8 +238,8 @@ class FakeOllama(FakeServer):
             if behaviour.stall_after is not None and index == behaviour.stall_after:
                 handler.stall(behaviour)
                 return
-            if index and behaviour.token_interval:
-                time.sleep(behaviour.token_interval)
+            if index and behaviour.token_interval and not handler.wait(behaviour.token_interval):
+                return
             handler.write_chunk(line(piece(token)), byte_by_byte=behaviour.byte_by_byte)
         if not behaviour.omit_terminator:
             handler.write_chunk(line(final("")), byte_by_byte=behaviour.byte_by_byte)
