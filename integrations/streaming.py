@@ -108,6 +108,8 @@ class SseDecoder:
 
     def _next_line(self) -> tuple[bytes, bool]:
         buf = self._buffer
+        if not buf:
+            return b"", False
         if self._after_cr and buf[:1] == b"\n":
             # The LF of a CRLF whose CR ended the previous read.
             buf = buf[1:]

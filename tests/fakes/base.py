@@ -40,6 +40,7 @@ class Behaviour:
     omit_terminator: bool = False  # end the body cleanly but without done / [DONE]
     byte_by_byte: bool = False  # write the stream one byte per TCP send
     delay: float = 0.0  # before the status line (a slow non-streamed answer)
+    raw_stream: bytes | None = None  # exact stream body bytes (protocol edge cases)
 
 
 @dataclass

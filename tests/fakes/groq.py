@@ -243,6 +243,10 @@ class FakeGroq(FakeServer):
             return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
 
         handler.start_chunked(200, SSE, headers)
+        if behaviour.raw_stream is not None:
+            handler.write_chunk(behaviour.raw_stream, byte_by_byte=behaviour.byte_by_byte)
+            handler.end_chunked()
+            return
         if behaviour.first_token_delay and not handler.wait(behaviour.first_token_delay):
             return
         handler.write_chunk(chunk({"role": "assistant", "content": ""}))

@@ -214,6 +214,10 @@ class FakeOllama(FakeServer):
             return
 
         handler.start_chunked(200, NDJSON, behaviour.headers)
+        if behaviour.raw_stream is not None:
+            handler.write_chunk(behaviour.raw_stream, byte_by_byte=behaviour.byte_by_byte)
+            handler.end_chunked()
+            return
 
         def line(obj) -> bytes:
             return json.dumps(obj, ensure_ascii=False).encode() + b"\n"

@@ -96,6 +96,14 @@ def test_sse_any_line_ending_even_split_between_cr_and_lf(newline, size):
     assert [e.data for e in events] == ["a", "b"]
 
 
+def test_sse_crlf_split_between_reads_is_one_line_ending():
+    decoder = SseDecoder()
+    events = []
+    for piece in (b"data: a\r", b"\n", b"\r", b"\n", b"data: b\r", b"\ndata: c\r\n\r\n"):
+        events += decoder.feed(piece)
+    assert [e.data for e in events] == ["a", "b\nc"]
+
+
 def test_sse_event_without_blank_line_at_end_is_dropped():
     decoder = SseDecoder()
     assert [e.data for e in decoder.feed(b"data: complete\n\ndata: partial\n")] == ["complete"]

@@ -267,3 +267,18 @@ def test_cancel_after_completion_is_harmless(client, fake_ollama):
     # The pooled connection was not shut down under the next request.
     assert client.chat(model="llama3.2", messages=HI).text == fake_ollama.reply
     assert fake_ollama.total_connections == 1
+
+
+def test_blank_lines_and_crlf_in_a_real_ndjson_stream(client, fake_ollama):
+    lines = [
+        b'{"model":"llama3.2","message":{"role":"assistant","content":"d\xc3\xa9j"},"done":false}',
+        b"",
+        b'{"model":"llama3.2","message":{"role":"assistant","content":"\xc3\xa0 vu"},"done":false}',
+        b'{"model":"llama3.2","message":{"role":"assistant","content":""},"done":true,'
+        b'"done_reason":"length","eval_count":2,"prompt_eval_count":4}',
+    ]
+    fake_ollama.enqueue(Behaviour(raw_stream=b"\r\n".join(lines) + b"\r\n", byte_by_byte=True))
+    *texts, usage = list(client.chat_stream(model="llama3.2", messages=HI))
+    assert "".join(texts) == "déjà vu"
+    assert usage.finish_reason == "length"
+    assert (usage.prompt_tokens, usage.completion_tokens) == (4, 2)
