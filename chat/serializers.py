@@ -75,10 +75,17 @@ class ConversationInputSerializer(serializers.Serializer):
         return attrs
 
 
+class StrictCharField(serializers.CharField):
+    """A string, not a number turned into one (DRF's CharField accepts ``123``)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class MessageInputSerializer(serializers.Serializer):
-    content = serializers.CharField(
-        max_length=settings.CHAT_MAX_CONTENT_CHARS, trim_whitespace=False
-    )
+    content = StrictCharField(max_length=settings.CHAT_MAX_CONTENT_CHARS, trim_whitespace=False)
 
     def validate_content(self, value: str) -> str:
         if not value.strip():
