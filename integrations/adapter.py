@@ -348,6 +348,7 @@ class ApiAdapter:
         self, method, url, *, headers, follow_redirects, json, data, params, timeout, stream
     ):
         first_host = None
+        left_origin = False
         for _hop in range(MAX_REDIRECTS + 1):
             target = self.guard.check(url)
             first_host = first_host or target.host
@@ -356,6 +357,17 @@ class ApiAdapter:
             )
             prepared = self.session.prepare_request(request)
             prepared.pinned_address = target.address
+            left_origin = left_origin or target.host != first_host
+            if left_origin:
+                # Credentials meant for one host never follow a redirect to another (and stay
+                # dropped if a later hop comes back).
+                prepared.headers.pop("Authorization", None)
+            # urllib3 would name the pinned IP in Host; the server must see the name.
+            default_port = 443 if target.scheme == "https" else 80
+            host = f"[{target.host}]" if ":" in target.host else target.host
+            prepared.headers["Host"] = (
+                host if target.port == default_port else f"{host}:{target.port}"
+            )
             response = self.session.send(
                 prepared, timeout=timeout, stream=stream, allow_redirects=False
             )
@@ -372,9 +384,6 @@ class ApiAdapter:
             ):
                 method, json, data = "GET", None, None
                 headers.pop("Content-Type", None)
-            if urlsplit(url).hostname != first_host:
-                # Credentials meant for one host never follow a redirect to another.
-                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
         raise BadRequest(f"more than {MAX_REDIRECTS} redirects", provider=self.provider)
 
 
