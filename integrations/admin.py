@@ -3,6 +3,8 @@
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from integrations import keys
 from integrations.models import ApiKey
@@ -23,6 +25,7 @@ class ApiKeyAdminForm(forms.ModelForm):
         model = ApiKey
         fields = ["owner", "provider", "name", "is_active"]
 
+    @sensitive_variables()
     def clean(self):
         cleaned = super().clean()
         adding = self.instance._state.adding
@@ -58,6 +61,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
     readonly_fields = ["hint", "last_used_at", "created_at", "updated_at"]
     raw_id_fields = ["owner"]
 
+    @method_decorator(sensitive_post_parameters("new_secret"))
+    def changeform_view(self, request, *args, **kwargs):
+        # Error reports of this page list POST data: not the secret.
+        return super().changeform_view(request, *args, **kwargs)
+
     def get_queryset(self, request):
         # Lists and deletions never need the plaintext.
         return super().get_queryset(request).defer("secret")
@@ -68,6 +76,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             return [*self.readonly_fields, "owner", "provider"]
         return self.readonly_fields
 
+    @sensitive_variables()
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
         if change:

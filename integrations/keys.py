@@ -7,8 +7,9 @@ admin and the commands write through ``api_key_create``, ``api_key_update`` and
 from the secret.
 
 The plaintext leaves this module only as the return value of the three resolvers. It is never
-logged, never put in an exception message, and the frames that hold it are marked
-``sensitive_variables`` so Django's error reports show it as ``********``.
+logged, never put in an exception message, and the functions that hold it are marked
+``sensitive_variables()`` (every local of theirs and of the frames they call, such as
+``transaction.atomic``'s wrapper whose ``kwds`` carry it) so Django's error reports show stars.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def secret_hint(secret: str) -> str:
     return "…"
 
 
-@sensitive_variables("secret")
+@sensitive_variables()
 def api_key_validate_secret(secret: str) -> str:
     """The secret as it will be stored (trimmed), or a ValidationError on ``secret``."""
     # Messages describe the problem, never the value.
@@ -122,7 +123,7 @@ def _deactivate_others(*, owner, provider: str, keep_id=None) -> None:
 # --- Services ---------------------------------------------------------------------------------
 
 
-@sensitive_variables("secret")
+@sensitive_variables()
 @transaction.atomic
 def api_key_create(
     *, owner, provider: str, secret: str, name: str = DEFAULT_KEY_NAME, is_active: bool = True
@@ -155,7 +156,7 @@ def api_key_create(
     return api_key
 
 
-@sensitive_variables("secret")
+@sensitive_variables()
 @transaction.atomic
 def api_key_update(
     *,
@@ -249,7 +250,7 @@ def _missing_message(provider: str) -> str:
     )
 
 
-@sensitive_variables("secret")
+@sensitive_variables()
 def key_resolve(*, user, provider: str) -> str:
     """The plaintext of ``user``'s active key for ``provider``.
 
@@ -282,7 +283,7 @@ def key_is_set(*, user, provider: str) -> bool:
     return provider == Provider.GROQ and bool(settings.GROQ_API_KEY)
 
 
-@sensitive_variables("secret")
+@sensitive_variables()
 def key_get_secret_by_name(*, user, name: str) -> str:
     """The plaintext of the user's key called ``name``, active or not, for any provider.
 

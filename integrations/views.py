@@ -33,6 +33,12 @@ class ApiKeyViewSet(viewsets.GenericViewSet):
     serializer_class = ApiKeyOutputSerializer
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
+    def initialize_request(self, request, *args, **kwargs):
+        # Django's error reports list POST data of form-encoded requests (the browsable API's
+        # forms): not the secret. Same effect as @sensitive_post_parameters("secret").
+        request.sensitive_post_parameters = ["secret"]
+        return super().initialize_request(request, *args, **kwargs)
+
     def get_queryset(self):
         return keys.api_key_list(user=self.request.user)
 

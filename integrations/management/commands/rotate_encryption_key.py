@@ -22,7 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--old-key", required=True, help="the key the secrets are stored with")
         parser.add_argument("--new-key", required=True, help="the key to store them with")
 
-    @sensitive_variables("plaintext")
+    @sensitive_variables()
     def handle(self, *args, old_key, new_key, **options):
         if not old_key or not new_key:
             raise CommandError("--old-key and --new-key may not be empty.")

@@ -20,12 +20,15 @@ class Command(BaseCommand):
         "history would keep it. A key of the same name is rotated in place."
     )
 
+    # ``stdin`` can be passed to call_command (tests), as createsuperuser allows.
+    stealth_options = ("stdin",)
+
     def add_arguments(self, parser):
         parser.add_argument("--user", required=True, help="username of the key's owner")
         parser.add_argument("--provider", required=True, choices=Provider.values)
         parser.add_argument("--name", default=keys.DEFAULT_KEY_NAME, help="the key's name")
 
-    @sensitive_variables("secret")
+    @sensitive_variables()
     def handle(self, *args, user, provider, name, **options):
         stdin = options.get("stdin") or sys.stdin
         try:
