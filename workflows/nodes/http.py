@@ -5,6 +5,7 @@ Placeholders may appear in ``url``, header values and ``body``; a header value m
 stored in plain text).
 """
 
+import json
 from urllib.parse import urlsplit
 
 from graphs.registry import NodeType, Port, PortType, error
@@ -85,3 +86,111 @@ class HttpNode(NodeType):
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 errors.append(error("config.url", "Enter an http:// or https:// URL."))
         return errors
+
+    # --- behaviour (engine) ---------------------------------------------------------------
+
+    blocking = True
+
+    @classmethod
+    def cacheable(cls, config):
+        return config.get("method", "GET") == "GET" and bool(config.get("cache", False))
+
+    @classmethod
+    def safe_to_repeat(cls, config):
+        # A request that changes something must not be sent twice after a worker died.
+        return config.get("method", "GET") in ("GET", "HEAD")
+
+    def run(self, ctx):
+        return run_http(ctx)
+
+
+def run_http(ctx):
+    """Send the request through the adapter and its address guard; read the body
+    cancellably. Secrets in headers are resolved here and never leave this function."""
+    from django.conf import settings
+
+    from canvas.exceptions import ApplicationError
+    from integrations.adapter import ApiAdapter
+    from integrations.errors import Cancelled, IntegrationError
+    from integrations.guard import AddressGuard
+    from integrations.keys import key_get_secret_by_name
+    from integrations.streaming import ResponseStream
+    from workflows.engine import MAX_NODE_ATTEMPTS, NodeCancelled, NodeError
+
+    config = ctx.config
+    method = config.get("method", "GET")
+    values = ctx.inputs
+
+    def secret(name: str) -> str:
+        try:
+            return key_get_secret_by_name(user=ctx.owner, name=name)
+        except ApplicationError as exc:
+            raise NodeError(exc.message, code=exc.code) from None
+
+    url = placeholders.render(config.get("url", ""), values)
+    headers = {
+        name: placeholders.render(value, values, secrets=secret, allow_secrets=True)
+        for name, value in (config.get("headers") or {}).items()
+    }
+    body = placeholders.render(config.get("body", ""), values) if config.get("body") else None
+    if not any(name.lower() == "accept-encoding" for name in headers):
+        # The body is read raw (cancellably); ask for it uncompressed.
+        headers["Accept-Encoding"] = "identity"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise NodeError(f"{url!r} is not an http:// or https:// URL.", code="bad_url")
+
+    def sleep(delay: float) -> None:
+        ctx.retrying(f"the request failed before its response began; retrying in {delay:.2f} s")
+        if ctx.cancel_event.wait(delay):
+            raise NodeCancelled
+
+    timeout_s = float(config.get("timeout_s", 30))
+    adapter = ApiAdapter(
+        provider="http",
+        guard=AddressGuard.from_settings(),
+        connect_timeout=min(settings.HTTP_CONNECT_TIMEOUT, timeout_s),
+        read_timeout=timeout_s,
+        # Only requests that change nothing are retried.
+        max_retries=(MAX_NODE_ATTEMPTS - 1) if method in ("GET", "HEAD") else 0,
+        sleep=sleep,
+    )
+    ctx.on_cancel(adapter.close)
+    limit = settings.WORKFLOW_MAX_OUTPUT_BYTES
+    try:
+        response = adapter.request(
+            method,
+            url,
+            data=body.encode() if body is not None else None,
+            headers=headers,
+            stream=True,
+        )
+        stream = ResponseStream(response, provider="http")
+        ctx.on_cancel(stream.cancel)
+        chunks, size = [], 0
+        for chunk in stream.iter_bytes():
+            size += len(chunk)
+            if size > limit:
+                stream.cancel()
+                raise NodeError(
+                    f"The response body exceeded the size limit of {limit} bytes.",
+                    code="output_too_large",
+                )
+            chunks.append(chunk)
+    except Cancelled:
+        raise NodeCancelled from None
+    except IntegrationError as exc:
+        if ctx.cancelled:
+            raise NodeCancelled from None
+        raise NodeError(str(exc), code=exc.code) from None
+    finally:
+        adapter.close()
+    raw = b"".join(chunks)
+    text = raw.decode(response.encoding or "utf-8", errors="replace")
+    data = None
+    if "json" in response.headers.get("content-type", "").lower():
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+    return {"status": response.status_code, "body": text, "json": data}
