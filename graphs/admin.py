@@ -1,8 +1,8 @@
 """Admin for graphs: nodes and edges inline, ids read-only, ``version`` bumped on every save.
 
 Forms check each node's type and config and each edge's ends and ports; a save whose result
-is still structurally invalid (a cycle, a second edge into one input) is rolled back with an
-error message, as the API would refuse it.
+is still structurally invalid (a cycle, a second edge into one input) keeps none of its node
+and edge changes and says why, as the API would refuse it.
 """
 
 from django import forms
@@ -82,22 +82,32 @@ class GraphAdmin(admin.ModelAdmin):
     list_select_related = ["owner"]
 
     def save_related(self, request, form, formsets, change):
-        super().save_related(request, form, formsets, change)
         graph = form.instance
-        nodes, edges = graph_nodes_and_edges(graph=graph)
-        errors = structural_errors(nodes, edges)
-        if errors:
-            # The admin's view runs in one transaction: undo this save entirely.
-            transaction.set_rollback(True)
+        try:
+            # A savepoint: an invalid result undoes the inline changes alone, and the
+            # admin's own transaction stays usable for its log entry and messages.
+            with transaction.atomic():
+                super().save_related(request, form, formsets, change)
+                errors = structural_errors(*graph_nodes_and_edges(graph=graph))
+                if errors:
+                    raise _InvalidGraph(errors)
+        except _InvalidGraph as exc:
             summary = "; ".join(
                 f"{key}: {entry['field']} {entry['message']}"
-                for key, entries in errors.items()
+                for key, entries in exc.errors.items()
                 for entry in entries
             )
-            messages.error(request, f"Not saved, the graph would be invalid: {summary}")
-            return
+            messages.error(
+                request, f"Nodes and edges not saved, the graph would be invalid: {summary}"
+            )
         if change:
             services.graph_touch(graph=graph)
+
+
+class _InvalidGraph(Exception):
+    def __init__(self, errors):
+        super().__init__("invalid graph")
+        self.errors = errors
 
 
 @admin.register(Node)
