@@ -61,6 +61,13 @@ def parse_reset(value: str | None) -> float | None:
     return sum(float(number) * factors[unit] for number, unit in parts)
 
 
+def unreachable_hint(base_url: str) -> str:
+    return (
+        f"Check GROQ_BASE_URL={base_url} and that this server can reach it (outbound HTTPS, "
+        "proxy settings)"
+    )
+
+
 @dataclass(frozen=True)
 class RateLimits:
     limit_requests: int | None = None
@@ -100,7 +107,7 @@ class GroqClient:
             provider=PROVIDER,
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {api_key}"},
-            unreachable_hint=f"check GROQ_BASE_URL={self.base_url} and the network",
+            unreachable_hint=unreachable_hint(self.base_url),
             **adapter_options,
         )
 

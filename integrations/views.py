@@ -1,9 +1,12 @@
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import status, viewsets
+from rest_framework import serializers, status, viewsets
+from rest_framework.exceptions import APIException
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from integrations import keys
+from integrations import keys, providers
+from integrations.errors import IntegrationError
 from integrations.serializers import (
     ApiKeyCreateSerializer,
     ApiKeyOutputSerializer,
@@ -68,3 +71,48 @@ class ApiKeyViewSet(viewsets.GenericViewSet):
     def destroy(self, request, pk=None):
         keys.api_key_delete(api_key=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Providers (status and model lists) --------------------------------------------------------
+
+
+class ProviderUnavailable(APIException):
+    """The provider could not answer: 502 with its cause, never a 500."""
+
+    status_code = status.HTTP_502_BAD_GATEWAY
+    default_code = "provider_unavailable"
+
+
+class ProviderStatusSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    reachable = serializers.BooleanField()
+    version = serializers.CharField(allow_null=True)
+    key_set = serializers.BooleanField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+
+
+class ProvidersView(APIView):
+    """Each provider: reachable or not, its version, whether you have a key, the cause if down."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(summary="Provider status", responses=ProviderStatusSerializer(many=True))
+    def get(self, request):
+        statuses = providers.providers_status(user=request.user)
+        return Response([s.as_dict() for s in statuses])
+
+
+class ProviderModelsView(APIView):
+    """The provider's models as it lists them (Groq's with your key; ``chat`` marks chat ones)."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(summary="Models of a provider", responses={200: dict})
+    def get(self, request, name: str):
+        try:
+            models = providers.provider_models(name=name, user=request.user)
+        except IntegrationError as exc:
+            raise ProviderUnavailable(
+                {"detail": exc.message, "code": exc.code, "provider": exc.provider}
+            ) from exc
+        return Response(models)
