@@ -9,6 +9,8 @@ import pytest
 from django.db import connection
 
 from graphs.models import Edge, Graph, Node
+from tests.fakes.base import FakeServer
+from tests.fakes.fixtures import fake_groq, fake_ollama  # noqa: F401 - fixtures for this package
 from workflows.models import TERMINAL_STATUSES, Execution
 from workflows.services import execution_create
 
@@ -96,3 +98,32 @@ def sleep_node():
     registry.register(_Sleep)
     yield _Sleep
     registry.unregister("test_sleep")
+
+
+class Target(FakeServer):
+    """A loopback HTTP target: echoes requests as JSON; /slow trickles a body; /text is text."""
+
+    def handle(self, handler, request, behaviour):
+        if behaviour.status >= 400:
+            handler.send_json(behaviour.status, {"error": "scripted"})
+            return
+        if request.path.startswith("/slow"):
+            handler.start_chunked(200, "text/plain")
+            for _ in range(200):
+                if not handler.wait(0.1):
+                    return
+                handler.write_chunk(b"x")
+            handler.end_chunked()
+            return
+        if request.path.startswith("/text"):
+            handler.send_bytes(200, b"plain words", "text/plain; charset=utf-8")
+            return
+        handler.send_json(
+            200,
+            {
+                "method": request.method,
+                "path": request.path,
+                "auth": request.headers.get("Authorization"),
+                "body": request.body.decode(),
+            },
+        )

@@ -6,10 +6,16 @@ import time
 
 import pytest
 
-from tests.fakes.base import Behaviour, FakeServer
-from tests.fakes.fixtures import fake_groq, fake_ollama  # noqa: F401 - fixtures
+from tests.fakes.base import Behaviour
 from tests.fakes.groq import TEST_KEY
-from tests.workflows.conftest import build_graph, events_of, run_graph, runs_by_key, wait_for
+from tests.workflows.conftest import (
+    Target,
+    build_graph,
+    events_of,
+    run_graph,
+    runs_by_key,
+    wait_for,
+)
 from workflows.events import events_listen
 from workflows.models import Execution, ExecutionEvent
 from workflows.services import execution_cancel, execution_create
@@ -20,7 +26,7 @@ REPLY = "The sky is blue because of Rayleigh scattering."
 
 
 @pytest.fixture
-def ollama(fake_ollama, settings):  # noqa: F811
+def ollama(fake_ollama, settings):
     settings.OLLAMA_BASE_URL = fake_ollama.url
     return fake_ollama
 
@@ -179,7 +185,7 @@ def test_deterministic_llm_is_answered_from_the_cache(user, ollama):
     assert len(chat_requests(ollama)) == 3
 
 
-def test_groq_uses_the_owners_key(user, fake_groq, settings):  # noqa: F811
+def test_groq_uses_the_owners_key(user, fake_groq, settings):
     from integrations.keys import api_key_create
 
     settings.GROQ_BASE_URL = fake_groq.url + "/openai/v1"
@@ -197,35 +203,6 @@ def test_groq_uses_the_owners_key(user, fake_groq, settings):  # noqa: F811
 
 
 # --- http ----------------------------------------------------------------------------------
-
-
-class Target(FakeServer):
-    """A loopback HTTP target: echoes requests as JSON; /slow trickles a body; /text is text."""
-
-    def handle(self, handler, request, behaviour):
-        if behaviour.status >= 400:
-            handler.send_json(behaviour.status, {"error": "scripted"})
-            return
-        if request.path.startswith("/slow"):
-            handler.start_chunked(200, "text/plain")
-            for _ in range(200):
-                if not handler.wait(0.1):
-                    return
-                handler.write_chunk(b"x")
-            handler.end_chunked()
-            return
-        if request.path.startswith("/text"):
-            handler.send_bytes(200, b"plain words", "text/plain; charset=utf-8")
-            return
-        handler.send_json(
-            200,
-            {
-                "method": request.method,
-                "path": request.path,
-                "auth": request.headers.get("Authorization"),
-                "body": request.body.decode(),
-            },
-        )
 
 
 @pytest.fixture

@@ -1,0 +1,55 @@
+"""The ``workflows.execute`` channel consumer that ``manage.py runworker workflows.execute`` serves.
+
+A message ``{"type": "execute", "execution": "<uuid>"}`` is a wake-up: the engine claims the
+run with a conditional update, so duplicates do nothing. Runs execute in this process's
+bounded pool; while ``WORKFLOW_MAX_CONCURRENT_EXECUTIONS`` runs are in flight the consumer
+stops reading, so queued messages stay in Redis for the other workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from channels.consumer import AsyncConsumer
+from django.conf import settings
+
+from workflows.engine import execution_run
+
+logger = logging.getLogger(__name__)
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def _executor_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(
+            max_workers=settings.WORKFLOW_MAX_CONCURRENT_EXECUTIONS, thread_name_prefix="wf-exec"
+        )
+    return _pool
+
+
+def _run(execution_id: str) -> None:
+    try:
+        execution_run(execution_id)
+    except Exception:
+        logger.exception("execution %s crashed its worker thread", execution_id)
+
+
+class ExecuteConsumer(AsyncConsumer):
+    slots: asyncio.Semaphore | None = None
+
+    async def execute(self, message):
+        try:
+            execution_id = str(uuid.UUID(str(message.get("execution"))))
+        except ValueError:
+            logger.warning("ignoring an execute message without a valid id: %r", message)
+            return
+        if self.slots is None:
+            self.slots = asyncio.Semaphore(settings.WORKFLOW_MAX_CONCURRENT_EXECUTIONS)
+        await self.slots.acquire()
+        future = asyncio.get_running_loop().run_in_executor(_executor_pool(), _run, execution_id)
+        future.add_done_callback(lambda _f: self.slots.release())
