@@ -28,6 +28,8 @@ import urllib3.exceptions
 from .errors import Cancelled, StreamInterrupted
 
 READ_SIZE = 65536
+# A line (NDJSON) or pending event (SSE) longer than this is not a provider talking sense.
+MAX_PENDING = 16 * 1024 * 1024
 
 
 # --- NDJSON ---------------------------------------------------------------------------------
@@ -43,6 +45,8 @@ class NdjsonDecoder:
     def feed(self, data: bytes) -> list:
         self._buffer += data
         if b"\n" not in data:
+            if len(self._buffer) > MAX_PENDING:
+                raise StreamInterrupted("an NDJSON line exceeds 16 MiB", provider=self._provider)
             return []
         *lines, self._buffer = self._buffer.split(b"\n")
         return [self._decode(line) for line in lines if line.strip()]
@@ -89,15 +93,36 @@ class SseDecoder:
         self._last_id: str | None = None
 
     def feed(self, data: bytes) -> list[SseEvent]:
-        self._buffer += data
+        buf = self._buffer + data if self._buffer else data
+        size = len(buf)
+        pos = 0
+        if self._after_cr and buf[:1] == b"\n":
+            pos = 1  # the LF of a CRLF whose CR ended the previous read
+        self._after_cr = False
         events: list[SseEvent] = []
-        while True:
-            line, found = self._next_line()
-            if not found:
+        # Walk with an offset: slicing the rest of the buffer per line would be quadratic.
+        while pos < size:
+            lf = buf.find(b"\n", pos)
+            cr = buf.find(b"\r", pos, lf if lf >= 0 else size)
+            if cr >= 0:  # a CR ends the line, alone or as the start of a CRLF
+                line = buf[pos:cr]
+                if cr + 1 == lf:
+                    pos = lf + 1
+                else:
+                    pos = cr + 1
+                    # Dispatch now; an LF arriving in the next read belongs to this CR.
+                    self._after_cr = pos == size
+            elif lf >= 0:
+                line = buf[pos:lf]
+                pos = lf + 1
+            else:
                 break
             event = self._process(line)
             if event is not None:
                 events.append(event)
+        self._buffer = buf[pos:]
+        if len(self._buffer) > MAX_PENDING:
+            raise StreamInterrupted("an SSE line exceeds 16 MiB")
         return events
 
     def finish(self) -> list[SseEvent]:
@@ -105,29 +130,6 @@ class SseDecoder:
         self._buffer = b""
         self._data = []
         return []
-
-    def _next_line(self) -> tuple[bytes, bool]:
-        buf = self._buffer
-        if not buf:
-            return b"", False
-        if self._after_cr and buf[:1] == b"\n":
-            # The LF of a CRLF whose CR ended the previous read.
-            buf = buf[1:]
-        self._after_cr = False
-        for index, byte in enumerate(buf):
-            if byte == 0x0A:  # LF
-                self._buffer = buf[index + 1 :]
-                return buf[:index], True
-            if byte == 0x0D:  # CR, or the start of a CRLF
-                if buf[index + 1 : index + 2] == b"\n":
-                    self._buffer = buf[index + 2 :]
-                else:
-                    # Dispatch now; an LF arriving in the next read belongs to this CR.
-                    self._buffer = buf[index + 1 :]
-                    self._after_cr = index + 1 == len(buf)
-                return buf[:index], True
-        self._buffer = buf
-        return b"", False
 
     def _process(self, raw: bytes) -> SseEvent | None:
         line = raw.decode("utf-8", errors="replace")
