@@ -46,10 +46,13 @@ class ApiKeyAdminForm(forms.ModelForm):
                 self.add_error("new_secret" if field == "secret" else field, messages)
         return cleaned
 
-    def validate_unique(self):
+    def _get_validation_exclusions(self):
         # The one-active rule is kept by the service, which deactivates the other key first;
-        # the model's constraint check here would refuse to activate a second key.
-        pass
+        # the model's check of that constraint (full_clean, with is_active in it) would refuse
+        # every activation of a second key.
+        exclude = super()._get_validation_exclusions()
+        exclude.add("is_active")
+        return exclude
 
 
 @admin.register(ApiKey)
