@@ -42,6 +42,16 @@ class ApiKeyViewSet(viewsets.GenericViewSet):
         request.sensitive_post_parameters = ["secret"]
         return super().initialize_request(request, *args, **kwargs)
 
+    def get_serializer_class(self):
+        # By method, not action: the browsable API renders its POST and PATCH forms from a
+        # clone of a GET request whose action is still "list" or "retrieve".
+        method = self.request.method if self.request is not None else "GET"
+        if method == "POST":
+            return ApiKeyCreateSerializer
+        if method == "PATCH":
+            return ApiKeyUpdateSerializer
+        return ApiKeyOutputSerializer
+
     def get_queryset(self):
         return keys.api_key_list(user=self.request.user)
 

@@ -2,11 +2,12 @@
 
 import logging
 import sys
+import threading
 
 import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.test import override_settings
 from django.utils import timezone
 from django.views.debug import ExceptionReporter
@@ -173,6 +174,33 @@ def test_activation_is_per_provider_and_per_owner(user, other_user):
     assert reload(groq).is_active
     assert reload(ollama).is_active
     assert reload(theirs).is_active
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_creations_leave_exactly_one_active_key(user):
+    # Both services deactivate "the other" key, then insert an active one; without the per-owner
+    # lock the second insert would hit the partial unique constraint (a 500).
+    barrier = threading.Barrier(4)
+    failures = []
+
+    def create(index):
+        try:
+            barrier.wait(timeout=10)
+            keys.api_key_create(owner=user, provider="groq", name=f"k{index}", secret=GROQ_SECRET)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=create, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert failures == []
+    assert ApiKey.objects.count() == 4
+    assert ApiKey.objects.filter(is_active=True).count() == 1
 
 
 def test_the_database_refuses_two_active_keys_for_one_provider(user):

@@ -191,13 +191,17 @@ def test_retrieve_shows_the_hint(api_client, user):
     assert response.json()["hint"] == "gsk_…3f9a"
 
 
-def test_browsable_api_page_shows_no_secret(api_client, user):
+def test_browsable_api_pages_offer_a_password_field_and_show_no_secret(api_client, user):
     api_key = stored(user)
 
-    response = api_client.get(detail_url(api_key.pk), HTTP_ACCEPT="text/html")
+    detail = api_client.get(detail_url(api_key.pk), HTTP_ACCEPT="text/html")
+    listing = api_client.get(URL, HTTP_ACCEPT="text/html")
 
-    assert response.status_code == 200
-    assert GROQ_SECRET not in response.content.decode()
+    assert detail.status_code == 200
+    assert listing.status_code == 200
+    assert GROQ_SECRET not in detail.content.decode()
+    assert GROQ_SECRET not in listing.content.decode()
+    assert 'type="password"' in listing.content.decode()  # the POST form's secret field
 
 
 @pytest.mark.parametrize("method", ["get", "patch", "delete"])

@@ -346,6 +346,17 @@ def test_process_daphne_refuses_to_start_with_a_wrong_key(operator_env):
     assert GROQ_SECRET not in process.stderr
 
 
+def test_process_a_worker_refuses_to_start_with_a_wrong_key(operator_env):
+    # runworker loads canvas.asgi (ASGI_APPLICATION) before it consumes anything.
+    env, _ = operator_env
+    result = manage(
+        {**env, "CRYPTOGRAPHY_KEY": "operator-key-wrong"}, "runworker", "workflows.execute"
+    )
+
+    assert result.returncode != 0
+    assert "CRYPTOGRAPHY_KEY cannot decrypt the API keys" in result.stderr
+
+
 def test_process_daphne_serves_with_the_right_key(operator_env):
     env, _ = operator_env
     import requests
