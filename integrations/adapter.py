@@ -26,11 +26,15 @@ redirect hop, followed by hand) is checked and pinned to the checked address.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json as jsonlib
 import logging
 import random
+import socket
+import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import UTC
 from urllib.parse import urljoin, urlsplit
@@ -41,6 +45,7 @@ from django.conf import settings
 from .errors import (
     AuthError,
     BadRequest,
+    Cancelled,
     IntegrationError,
     NotFound,
     ProviderError,
@@ -59,6 +64,43 @@ MAX_ERROR_BODY = 64 * 1024
 
 # (message, code) from an error response; clients parse their provider's error body.
 ErrorParser = Callable[[requests.Response], tuple[str, str | None]]
+
+
+class CancellableHTTPAdapter(PinnedHTTPAdapter):
+    """Remembers every connection its pools create, so ``ApiAdapter.cancel()`` can shut them.
+
+    A request blocked waiting for its response headers (Ollama loading a model, a slow server)
+    sits in ``recv`` on a socket that nothing else can reach; shutting that socket down from
+    another thread is what ends the wait at once.
+    """
+
+    def __init__(self, registry: weakref.WeakSet, lock: threading.Lock, **kwargs):
+        self._registry = registry
+        self._registry_lock = lock
+        self._tracked_classes: dict[type, type] = {}
+        super().__init__(**kwargs)
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+        pool = super().get_connection_with_tls_context(request, verify, proxies, cert)
+        base = pool.ConnectionCls
+        if not getattr(base, "_canvas_tracked", False):
+            tracked = self._tracked_classes.get(base)
+            if tracked is None:
+                registry, lock = self._registry, self._registry_lock
+
+                def __init__(conn, *args, **kwargs):  # noqa: N807
+                    base.__init__(conn, *args, **kwargs)
+                    with lock:
+                        registry.add(conn)
+
+                tracked = type(
+                    f"Tracked{base.__name__}",
+                    (base,),
+                    {"__init__": __init__, "_canvas_tracked": True},
+                )
+                self._tracked_classes[base] = tracked
+            pool.ConnectionCls = tracked
+        return pool
 
 
 def is_retryable_status(status: int) -> bool:
@@ -152,7 +194,7 @@ class ApiAdapter:
         error_parser: ErrorParser = default_error_parser,
         unreachable_hint: str = "",
         guard: AddressGuard | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ):
         self.provider = provider
         self.base_url = base_url.rstrip("/")
@@ -169,16 +211,20 @@ class ApiAdapter:
         self.error_parser = error_parser
         self.unreachable_hint = unreachable_hint
         self.guard = guard
-        self.sleep = sleep
+        self._cancelled = threading.Event()
+        # The default wait ends early on cancel(); a caller's sleep handles cancel itself.
+        self.sleep = sleep if sleep is not None else self._cancelled.wait
+        self._connections: weakref.WeakSet = weakref.WeakSet()
+        self._connections_lock = threading.Lock()
         self.session = requests.Session()
         if headers:
             self.session.headers.update(headers)
+        transport = CancellableHTTPAdapter(self._connections, self._connections_lock)
+        self.session.mount("http://", transport)
+        self.session.mount("https://", transport)
         if guard is not None:
             # Proxy variables would connect on our behalf and bypass the pinned address.
             self.session.trust_env = False
-            pinned = PinnedHTTPAdapter()
-            self.session.mount("http://", pinned)
-            self.session.mount("https://", pinned)
         self.last_response_headers: Mapping[str, str] = {}
 
     # -- public API ----------------------------------------------------------------------------
@@ -213,6 +259,7 @@ class ApiAdapter:
         attempt = 0
         while True:
             retry_after = None
+            self._raise_if_cancelled()
             try:
                 response = self._send(
                     method,
@@ -225,25 +272,9 @@ class ApiAdapter:
                     stream=stream,
                     follow_redirects=follow_redirects,
                 )
-            except requests.exceptions.ConnectTimeout as exc:
-                error = Unavailable(
-                    self._unreachable(f"no connection within {timeout[0]:g} s"),
-                    provider=self.provider,
-                )
-                error.__cause__ = exc
-            except requests.exceptions.ReadTimeout as exc:
-                error = Unavailable(
-                    f"no response within the read timeout of {timeout[1]:g} s",
-                    provider=self.provider,
-                )
-                error.__cause__ = exc
-            except requests.exceptions.ConnectionError as exc:
-                error = Unavailable(self._unreachable(_describe(exc)), provider=self.provider)
-                error.__cause__ = exc
             except requests.exceptions.RequestException as exc:
-                raise BadRequest(
-                    f"invalid request: {_describe(exc)}", provider=self.provider
-                ) from exc
+                self._raise_if_cancelled(exc)
+                error = self._transport_error(exc, timeout)
             else:
                 self.last_response_headers = response.headers
                 if response.status_code < 400:
@@ -280,6 +311,7 @@ class ApiAdapter:
                 delay,
             )
             self.sleep(delay)
+            self._raise_if_cancelled()
             attempt += 1
 
     def request_json(self, method: str, path: str, **kwargs):
@@ -301,9 +333,51 @@ class ApiAdapter:
         return ResponseStream(response, provider=self.provider)
 
     def close(self) -> None:
+        """Cancel anything in flight and release the connections."""
+        self.cancel()
         self.session.close()
 
     # -- internals -----------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stop whatever this adapter has in flight, from any thread, within milliseconds.
+
+        Every socket it opened is shut down: a request waiting for its response headers, a
+        backoff wait and any later request end with ``Cancelled``. The adapter is done after
+        this; make a new one (a new client) for more work.
+        """
+        self._cancelled.set()
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            sock = getattr(connection, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def _raise_if_cancelled(self, cause: BaseException | None = None) -> None:
+        if self._cancelled.is_set():
+            raise Cancelled("the request was cancelled", provider=self.provider) from cause
+
+    def _transport_error(self, exc: requests.exceptions.RequestException, timeout):
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            error = Unavailable(
+                self._unreachable(f"no connection within {timeout[0]:g} s"), provider=self.provider
+            )
+        elif isinstance(exc, requests.exceptions.ReadTimeout):
+            error = Unavailable(
+                f"no response within the read timeout of {timeout[1]:g} s", provider=self.provider
+            )
+        elif isinstance(exc, requests.exceptions.ConnectionError):
+            error = Unavailable(self._unreachable(_describe(exc)), provider=self.provider)
+        else:
+            raise BadRequest(f"invalid request: {_describe(exc)}", provider=self.provider) from exc
+        error.__cause__ = exc
+        return error
 
     def _timeout(self, timeout) -> tuple[float, float]:
         if timeout is None:

@@ -152,7 +152,15 @@ class GroqClient:
         data = self.adapter.request_json("GET", "models").get("data", [])
         return [{**m, "chat": not NON_CHAT_MODEL.search(str(m.get("id", "")))} for m in data]
 
+    def cancel(self) -> None:
+        """From any thread: end a request still waiting for its response, and any retry wait.
+
+        (A stream already handed out is cancelled with its own ``cancel()``.)
+        """
+        self.adapter.cancel()
+
     def close(self) -> None:
+        """Cancel anything in flight and release the connections."""
         self.adapter.close()
 
     # -- internals -----------------------------------------------------------------------------

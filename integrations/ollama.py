@@ -112,7 +112,15 @@ class OllamaClient:
     def show(self, *, model: str) -> dict:
         return self._generation_json("api/show", {"model": model}, model)
 
+    def cancel(self) -> None:
+        """From any thread: end a request still waiting for its response, and any retry wait.
+
+        (A stream already handed out is cancelled with its own ``cancel()``.)
+        """
+        self.adapter.cancel()
+
     def close(self) -> None:
+        """Cancel anything in flight and release the connections."""
         self.adapter.close()
 
     # -- internals -------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import contextlib
 import socket
+import threading
 import time
 
 import pytest
@@ -10,6 +11,7 @@ from integrations.adapter import ApiAdapter
 from integrations.errors import (
     AuthError,
     BadRequest,
+    Cancelled,
     NotFound,
     ProviderError,
     RateLimited,
@@ -216,3 +218,29 @@ def test_plain_text_error_body_becomes_the_message(fake_ollama):
     with pytest.raises(NotFound) as info:  # Go's plain-text 404 for an unknown path
         adapter.request_json("GET", "nope")
     assert info.value.message == "404 page not found"
+
+
+def test_cancel_ends_a_request_waiting_for_its_response_headers(fake_ollama):
+    # A server that takes 30 s to answer (Ollama loading a model sends no headers meanwhile).
+    fake_ollama.enqueue(Behaviour(delay=30))
+    adapter = ApiAdapter(provider="ollama", base_url=fake_ollama.url, read_timeout=60)
+    threading.Timer(0.3, adapter.cancel).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        adapter.request("GET", "api/version")
+    assert time.monotonic() - started < 1.0
+    assert len(version_requests(fake_ollama)) == 1  # not retried
+    assert fake_ollama.wait_for_idle(timeout=3)
+    with pytest.raises(Cancelled):  # the adapter is done
+        adapter.request("GET", "api/version")
+
+
+def test_cancel_ends_a_retry_wait(fake_ollama):
+    fake_ollama.enqueue(Behaviour(status=503, headers={"Retry-After": "30"}))
+    adapter = ApiAdapter(provider="ollama", base_url=fake_ollama.url)
+    threading.Timer(0.3, adapter.cancel).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        adapter.request("GET", "api/version")
+    assert time.monotonic() - started < 1.0
+    assert len(version_requests(fake_ollama)) == 1

@@ -282,3 +282,14 @@ def test_blank_lines_and_crlf_in_a_real_ndjson_stream(client, fake_ollama):
     assert "".join(texts) == "déjà vu"
     assert usage.finish_reason == "length"
     assert (usage.prompt_tokens, usage.completion_tokens) == (4, 2)
+
+
+def test_client_cancel_while_the_model_loads(fake_ollama):
+    # Ollama sends no headers until the model is loaded: nothing to read yet, still cancellable.
+    fake_ollama.enqueue(Behaviour(delay=30))
+    client = OllamaClient(base_url=fake_ollama.url, read_timeout=300)
+    threading.Timer(0.3, client.cancel).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        client.chat_stream(model="llama3.2", messages=HI)
+    assert time.monotonic() - started < 1.0
