@@ -214,6 +214,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a "status" with its own choices: name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "ExecutionStatusEnum": "workflows.models.ExecutionStatus",
+        "NodeRunStatusEnum": "workflows.models.NodeRunStatus",
+        "MessageStatusEnum": "chat.models.Message.Status",
+    },
 }
 
 # --- Graphs ---------------------------------------------------------------------------------

@@ -86,8 +86,15 @@ def verify_encryption_key(*, using: str = DEFAULT_DB_ALIAS) -> None:
     finally:
         # Do not keep the start-up thread's connection open (it would never be reused); inside
         # a transaction (a test) the connection is not ours to close.
-        if not connections[using].in_atomic_block:
-            connections[using].close()
+        connection = connections[using]
+        if not connection.in_atomic_block:
+            connection.close()
+            # A psycopg pool made now keeps the settings of now: in a test process that is the
+            # database before the test database replaced it. The next query makes a new one.
+            if getattr(connection, "close_pool", None) and connection.settings_dict["OPTIONS"].get(
+                "pool"
+            ):
+                connection.close_pool()
     if not readable:
         raise ImproperlyConfigured(
             f"CRYPTOGRAPHY_KEY cannot decrypt the API keys stored in database {using!r}. {HINT}"

@@ -1,0 +1,90 @@
+"""The ``execution:<id>`` socket topic and the ``execution.cancel`` message."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.db.models import Max
+
+from canvas import realtime
+from canvas.exceptions import ApplicationError
+from workflows.events import execution_topic
+from workflows.models import TERMINAL_STATUSES, ExecutionEvent
+from workflows.selectors import (
+    EVENTS_PAGE_SIZE,
+    execution_get_for_user,
+    execution_node_statuses,
+)
+from workflows.services import execution_cancel_for_user
+
+FINAL_EVENTS = frozenset({"execution.completed", "execution.failed", "execution.cancelled"})
+
+
+def _as_message(row: ExecutionEvent) -> dict[str, Any]:
+    return realtime.event_message(
+        topic=execution_topic(row.execution_id),
+        event=row.event,
+        data=row.data,
+        ts=row.ts.isoformat(),
+        seq=row.seq,
+    )
+
+
+@realtime.register_topic
+class ExecutionTopic(realtime.Topic):
+    kind = "execution"
+    sequenced = True
+    final_events = FINAL_EVENTS
+
+    def open(self, *, user, object_id: uuid.UUID, after: int | None) -> realtime.Opened:
+        execution = execution_get_for_user(user=user, execution_id=object_id)
+        # The group was joined before this read, so anything committed from now on also
+        # arrives live. Read last_seq before the statuses: the snapshot is then at least as
+        # new as last_seq.
+        last_seq = self._last_seq(execution.pk)
+        execution.refresh_from_db(fields=["status"])
+        snapshot = {
+            "status": execution.status,
+            "nodes": execution_node_statuses(execution=execution),
+            "last_seq": last_seq,
+        }
+        if after is None:
+            replay, sent = [], last_seq
+        else:
+            replay, cursor = [], after
+            while page := self.events_after(object_id=execution.pk, after=cursor):
+                replay += page
+                cursor = page[-1]["seq"]
+            sent = cursor
+        # Nothing more will come once the terminal event was sent; otherwise the consumer
+        # keeps checking the tail on its heartbeat.
+        final = bool(replay) and replay[-1]["event"] in FINAL_EVENTS
+        if after is None and execution.status in TERMINAL_STATUSES:
+            final = self._last_seq(execution.pk) == last_seq
+        return realtime.Opened(snapshot=snapshot, events=replay, last_seq=sent, final=final)
+
+    @staticmethod
+    def _last_seq(execution_id: uuid.UUID) -> int:
+        last = ExecutionEvent.objects.filter(execution_id=execution_id).aggregate(m=Max("seq"))
+        return last["m"] or 0
+
+    def events_after(
+        self, *, object_id: uuid.UUID, after: int, limit: int = EVENTS_PAGE_SIZE
+    ) -> list[dict[str, Any]]:
+        rows = ExecutionEvent.objects.filter(execution_id=object_id, seq__gt=after).order_by("seq")[
+            :limit
+        ]
+        return [_as_message(row) for row in rows]
+
+
+@realtime.message_handler("execution.cancel")
+async def execution_cancel_message(consumer, message: dict[str, Any]) -> None:
+    """Cancel a run; subscribers see its ``execution.cancelled`` event. Idempotent."""
+    execution_id = message.get("execution")
+    if not isinstance(execution_id, str):
+        raise ApplicationError("'execution' must be an execution id.", code="invalid")
+    await database_sync_to_async(execution_cancel_for_user)(
+        user=consumer.user, execution_id=execution_id
+    )
