@@ -1,0 +1,77 @@
+"""Cross-process: a runworker process runs the execution; a client on Daphne sees every event.
+
+Needs Redis (the layers are the only link between the two processes).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from django.db import connection
+from websockets.sync.client import connect
+
+from tests.fakes.base import Behaviour
+from tests.live import BASE_DIR, daphne, database_url_for
+from tests.realtime.test_protocol_live import (
+    events_until_final,
+    llm_graph,
+    recv,
+    start_run,
+    token_of,
+    ws_url,
+)
+from workflows.models import Execution
+
+pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="module")
+def worker_and_server(django_db_setup, django_db_blocker, module_ollama):
+    with django_db_blocker.unblock():
+        url = database_url_for(connection.settings_dict)
+    env = {
+        "DATABASE_URL": url,
+        "DEBUG": "1",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "OLLAMA_BASE_URL": module_ollama.url,
+        "WORKFLOW_EXECUTOR": "channels",
+        "LOG_LEVEL": "WARNING",
+    }
+    worker = subprocess.Popen(  # noqa: S603 - our own manage.py
+        [sys.executable, "manage.py", "runworker", "workflows.execute"],
+        cwd=BASE_DIR,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with daphne(env) as base_url:
+            time.sleep(1.0)  # the worker subscribes to its channel
+            yield base_url, worker
+    finally:
+        worker.kill()
+        worker.wait(10)
+
+
+def test_events_from_a_worker_process_reach_a_socket_on_daphne(
+    worker_and_server, module_ollama, user
+):
+    served, worker = worker_and_server
+    module_ollama.enqueue(Behaviour(token_interval=0.02), path="/api/chat")
+    graph = llm_graph(user, name="cross")
+    with connect(ws_url(served, f"?token={token_of(user)}")) as ws:
+        execution_id = start_run(served, user, graph)
+        ws.send(json.dumps({"type": "subscribe", "topic": f"execution:{execution_id}", "after": 0}))
+        assert recv(ws)["type"] == "subscribed"
+        frames = events_until_final(ws, timeout=30)
+
+    seqs = [f["seq"] for f in frames if "seq" in f]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert frames[-1]["event"] == "execution.completed"
+    assert any(f["event"] == "node.token" for f in frames), "tokens cross processes too"
+    execution = Execution.objects.get(pk=execution_id)
+    # The run was executed by the worker process, not by Daphne.
+    assert execution.worker.split(":")[1] == str(worker.pid)
