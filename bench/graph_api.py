@@ -154,6 +154,10 @@ def main() -> None:
         response = client.put(path, moved(document, 10_000), content_type="application/json")
         assert response.status_code == 200
 
+    if os.environ.get("BENCH_SHOW_QUERIES"):
+        for query in [*get_queries.captured_queries, *put_queries.captured_queries]:
+            print(query["sql"][:100])
+
     def ms(values: list[float]) -> str:
         return f"{statistics.median(values) * 1000:.0f} ms"
 
