@@ -1,0 +1,319 @@
+"""Realtime benchmark (run by hand; results go to docs/benchmarks.md).
+
+(a) Token relay latency: the moment a fake Ollama writes a chunk → the moment a WebSocket
+    client on Daphne receives its node.token frame, over Redis; beside a bare Redis pub/sub
+    round trip measured in the same run.
+(b) Fan-out: N sockets subscribed to one execution; events delivered / lost per socket,
+    delivery latency, and the Daphne process's RSS.
+
+    REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python bench/realtime.py [--sockets 500]
+
+Needs Redis. Uses a fresh SQLite database in a temporary folder and a Daphne on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TOKENS = 120
+TOKEN_INTERVAL = 0.05  # slower than the 20 ms coalescing window: one frame per chunk
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+
+
+class TimedOllama(ThreadingHTTPServer):
+    """An /api/chat that streams TOKENS NDJSON chunks and records when each was written."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        self.sent: dict[int, float] = {}
+        super().__init__(("127.0.0.1", 0), self.Handler)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-ndjson")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for index in range(TOKENS):
+                line = {
+                    "model": "bench",
+                    "created_at": "2026-01-01T00:00:00Z",
+                    "message": {"role": "assistant", "content": f"t{index} "},
+                    "done": False,
+                }
+                self._chunk(json.dumps(line).encode() + b"\n")
+                self.server.sent[index] = time.perf_counter()
+                time.sleep(TOKEN_INTERVAL)
+            final = {
+                "model": "bench",
+                "created_at": "2026-01-01T00:00:00Z",
+                "message": {"role": "assistant", "content": ""},
+                "done": True,
+                "done_reason": "stop",
+                "total_duration": 1,
+                "load_duration": 1,
+                "prompt_eval_count": 1,
+                "prompt_eval_duration": 1,
+                "eval_count": TOKENS,
+                "eval_duration": 1,
+            }
+            self._chunk(json.dumps(final).encode() + b"\n")
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+
+        def _chunk(self, data: bytes):
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+
+def setup_django(database_url: str):
+    os.environ["DATABASE_URL"] = database_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "canvas.settings")
+    os.environ["DEBUG"] = "1"
+    import django
+
+    django.setup()
+
+
+def make_fixtures(n_chain: int):
+    import uuid
+
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    from graphs.services import graph_create
+
+    def chain(name, nodes):
+        """nodes: (type, config, input port fed by the previous node's "text")."""
+        ids = [str(uuid.uuid4()) for _ in nodes]
+        docs = [
+            {"id": node_id, "type": node_type, "config": config}
+            for node_id, (node_type, config, _) in zip(ids, nodes, strict=True)
+        ]
+        edges = [
+            {"source": ids[i - 1], "source_port": "text", "target": ids[i], "target_port": port}
+            for i, (_, _, port) in enumerate(nodes)
+            if i
+        ]
+        return str(graph_create(owner=user, name=name, nodes=docs, edges=edges).graph.id)
+
+    user = get_user_model().objects.create_user(username="bench", password="bench-pass-123")  # noqa: S106
+    token = Token.objects.create(user=user).key
+    llm = chain(
+        "llm",
+        [
+            ("text", {"text": "go"}, None),
+            ("llm", {"provider": "ollama", "model": "bench"}, "prompt"),
+        ],
+    )
+    # A chain of trivial nodes: many persisted events for the fan-out test.
+    trivial = chain(
+        "chain",
+        [("text", {"text": "x"}, None)] + [("template", {"template": "{v}."}, "v")] * n_chain,
+    )
+    return token, llm, trivial
+
+
+def start_run(base: str, token: str, graph_id: str) -> str:
+    import requests
+
+    response = requests.post(
+        f"{base}/api/graphs/{graph_id}/executions/",
+        json={"inputs": {}},
+        headers={"Authorization": f"Token {token}"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return response.json()["id"]
+
+
+async def bare_redis_round_trips(redis_url: str, n: int = 2000) -> list[float]:
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(redis_url)
+    pubsub = client.pubsub()
+    await pubsub.subscribe("bench-bare")
+    await pubsub.get_message(timeout=1)
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        await client.publish("bench-bare", b"x")
+        while not await pubsub.get_message(timeout=1):
+            pass
+        samples.append((time.perf_counter() - start) * 1000)
+    await pubsub.aclose()
+    await client.aclose()
+    return samples
+
+
+async def token_latency(ws_base: str, base: str, token: str, graph_id: str, fake: TimedOllama):
+    import websockets
+
+    received: dict[int, float] = {}
+    async with websockets.connect(f"{ws_base}/ws/?token={token}") as ws:
+        execution = await asyncio.to_thread(start_run, base, token, graph_id)
+        await ws.send(json.dumps({"type": "subscribe", "topic": f"execution:{execution}"}))
+        while True:
+            frame = json.loads(await ws.recv())
+            now = time.perf_counter()
+            if frame.get("event") == "node.token":
+                for word in frame["data"]["text"].split():
+                    received[int(word[1:])] = now
+            if frame.get("event", "").startswith("execution.") and frame["event"] != (
+                "execution.started"
+            ):
+                break
+    return [(received[i] - fake.sent[i]) * 1000 for i in received if i in fake.sent], len(received)
+
+
+async def fan_out(ws_base: str, base: str, token: str, graph_id: str, sockets: int):
+    import websockets
+
+    connections = []
+    for _ in range(sockets):
+        connections.append(await websockets.connect(f"{ws_base}/ws/?token={token}", max_queue=None))
+    execution = await asyncio.to_thread(start_run, base, token, graph_id)
+    topic = f"execution:{execution}"
+    for ws in connections:
+        await ws.send(json.dumps({"type": "subscribe", "topic": topic, "after": 0}))
+
+    async def collect(ws):
+        seqs, latencies = [], []
+        while True:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=60))
+            if frame.get("type") != "event" or "seq" not in frame:
+                continue
+            seqs.append(frame["seq"])
+            from datetime import datetime
+
+            sent = datetime.fromisoformat(frame["ts"]).timestamp()
+            latencies.append((time.time() - sent) * 1000)
+            if frame["event"] in ("execution.completed", "execution.failed", "execution.cancelled"):
+                return seqs, latencies
+
+    results = await asyncio.gather(*(collect(ws) for ws in connections))
+    for ws in connections:
+        await ws.close()
+    return results
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sockets", type=int, default=500)
+    parser.add_argument("--chain", type=int, default=50, help="template nodes in the fan-out run")
+    args = parser.parse_args()
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        sys.exit("bench/realtime.py needs REDIS_URL")
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-realtime-"))
+    database_url = f"sqlite:///{workdir / 'db.sqlite3'}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DEBUG": "0",
+        "LOG_LEVEL": "WARNING",
+        "SECRET_KEY": "bench-" + "k" * 60,
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "CRYPTOGRAPHY_KEY": "bench",
+        "SECURE_SSL_REDIRECT": "0",
+        "REALTIME_RATE_LIMIT_BURST": "1000",
+        "REALTIME_RATE_LIMIT_PER_SECOND": "1000",
+    }
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)  # noqa: S603
+    setup_django(database_url)
+    token, llm_graph, chain_graph = make_fixtures(args.chain)
+
+    fake = TimedOllama()
+    threading.Thread(target=fake.serve_forever, daemon=True).start()
+    env["OLLAMA_BASE_URL"] = f"http://127.0.0.1:{fake.server_address[1]}"
+
+    from tests.live import free_port, wait_for_port
+
+    port = free_port()
+    daphne = subprocess.Popen(  # noqa: S603
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "canvas.asgi:application",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process=daphne)
+        base, ws_base = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
+        bare = asyncio.run(bare_redis_round_trips(redis_url))
+        relay, count = asyncio.run(token_latency(ws_base, base, token, llm_graph, fake))
+        rss_before = rss_mib(daphne.pid)
+        results = asyncio.run(fan_out(ws_base, base, token, chain_graph, args.sockets))
+        rss_after = rss_mib(daphne.pid)
+    finally:
+        daphne.terminate()
+        daphne.wait(10)
+
+    expected = max(max(seqs) for seqs, _ in results)
+    complete = sum(1 for seqs, _ in results if seqs == list(range(1, expected + 1)))
+    lost = sum(expected - len(set(seqs)) for seqs, _ in results)
+    duplicates = sum(len(seqs) - len(set(seqs)) for seqs, _ in results)
+    fan_latency = [lat for _, lats in results for lat in lats]
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print(f"date: {time.strftime('%Y-%m-%d')}")
+    print(f"bare Redis pub/sub round trip: p50 {pct(bare, 50):.3f} ms, p99 {pct(bare, 99):.3f} ms")
+    print(
+        f"token relay (fake chunk written -> socket frame), {count}/{TOKENS} tokens: "
+        f"p50 {pct(relay, 50):.2f} ms, p99 {pct(relay, 99):.2f} ms, max {max(relay):.2f} ms, "
+        f"mean {statistics.mean(relay):.2f} ms"
+    )
+    print(
+        f"fan-out: {args.sockets} sockets x {expected} persisted events: {complete} sockets "
+        f"complete, {lost} lost, {duplicates} duplicates; event ts -> receive p50 "
+        f"{pct(fan_latency, 50):.1f} ms, p99 {pct(fan_latency, 99):.1f} ms; Daphne RSS "
+        f"{rss_before:.0f} MiB before, {rss_after:.0f} MiB after"
+    )
+
+
+if __name__ == "__main__":
+    main()
