@@ -348,3 +348,33 @@ async def test_content_limit_on_the_socket(sock, conversation, ollama, settings)
     reply = await sock.receive_json_from(timeout=5)
     assert (reply["type"], reply["code"]) == ("error", "invalid")
     assert "10 characters" in reply["message"]
+
+
+async def test_reply_completes_and_is_stored_when_the_sender_disconnects(
+    token, conversation, ollama
+):
+    ollama.enqueue(Behaviour(token_interval=0.05))
+    communicator = await open_socket(token)
+    await communicator.send_json_to(send_frame(conversation))
+    first = await communicator.receive_json_from(timeout=5)
+    await communicator.disconnect()
+
+    for _ in range(100):
+        message = await stored(first["message"])
+        if message.status != "streaming":
+            break
+        await asyncio.sleep(0.05)
+    assert (message.status, message.content) == ("complete", REPLY)
+
+
+async def test_subscribe_mid_stream_lists_the_streaming_reply(sock, sock2, conversation, ollama):
+    ollama.enqueue(Behaviour(reply=LONG_REPLY, token_interval=0.02))
+    await sock.send_json_to(send_frame(conversation))
+    first = await sock.receive_json_from(timeout=5)
+
+    snapshot = await subscribe(sock2, conversation)
+
+    assert snapshot["snapshot"] == {"streaming": [first["message"]]}
+    frames = await until_done(sock2)
+    assert frames[-1]["message"]["status"] == "complete"
+    await until_done(sock)
