@@ -49,6 +49,15 @@ from workflows.models import (
     NodeRun,
     NodeRunStatus,
 )
+from workflows.rowwriter import (
+    DATETIME,
+    JSON,
+    PLAIN,
+    UUID,
+    adapt_datetime,
+    insert_rows,
+    select_json,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +185,112 @@ def node_is_cacheable(cls: type[NodeType], config: dict) -> bool:
     if policy is None:
         return False
     return bool(policy(config)) if callable(policy) else bool(policy)
+
+
+# Identifiers from the model, values as parameters.
+CACHE_LOOKUP_SQL = (
+    f'SELECT "outputs" FROM "{NodeOutputCache._meta.db_table}" '  # noqa: S608
+    'WHERE "key" = %s AND "expires_at" > %s'
+)
+CACHE_COLUMNS = (
+    ("key", PLAIN),
+    ("owner_id", PLAIN),
+    ("node_type", PLAIN),
+    ("outputs", JSON),
+    ("size", PLAIN),
+    ("created_at", DATETIME),
+    ("expires_at", DATETIME),
+)
+NODE_RUN_COLUMNS = (
+    ("id", UUID),
+    ("created_at", DATETIME),
+    ("updated_at", DATETIME),
+    ("execution_id", UUID),
+    ("node_id", UUID),
+    ("node_type", PLAIN),
+    ("status", PLAIN),
+    ("inputs", JSON),
+    ("outputs", JSON),
+    ("error", PLAIN),
+    ("attempts", PLAIN),
+    ("queued_at", DATETIME),
+    ("started_at", DATETIME),
+    ("finished_at", DATETIME),
+    ("usage", JSON),
+    ("cache_key", PLAIN),
+)
+
+
+@dataclass(slots=True)
+class RunState:
+    """The engine's working copy of a NodeRun row (a model instance per node costs more
+    than a trivial node's work)."""
+
+    id: uuid.UUID
+    execution_id: uuid.UUID
+    node_id: str
+    node_type: str
+    status: str = NodeRunStatus.PENDING
+    inputs: dict = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)
+    error: str = ""
+    attempts: int = 0
+    queued_at: Any = None
+    started_at: Any = None
+    finished_at: Any = None
+    usage: Any = None
+    cache_key: str = ""
+    stored: bool = False
+
+    @classmethod
+    def from_row(cls, row: NodeRun) -> RunState:
+        return cls(
+            id=row.id,
+            execution_id=row.execution_id,
+            node_id=str(row.node_id),
+            node_type=row.node_type,
+            status=row.status,
+            inputs=row.inputs,
+            outputs=row.outputs,
+            error=row.error,
+            attempts=row.attempts,
+            queued_at=row.queued_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            usage=row.usage,
+            cache_key=row.cache_key,
+            stored=True,
+        )
+
+
+def _insert_node_runs(runs: list[RunState], now) -> None:
+    insert_rows(
+        NodeRun._meta.db_table,
+        NODE_RUN_COLUMNS,
+        (
+            (
+                r.id,
+                now,
+                now,
+                r.execution_id,
+                r.node_id,
+                r.node_type,
+                r.status,
+                r.inputs,
+                r.outputs,
+                r.error,
+                r.attempts,
+                r.queued_at,
+                r.started_at,
+                r.finished_at,
+                r.usage,
+                r.cache_key,
+            )
+            for r in runs
+        ),
+    )
+    for run in runs:
+        run.stored = True
 
 
 def _json_size(value: Any) -> int:
@@ -317,15 +432,18 @@ class ExecutionRunner:
         self.dead_ports: dict[str, set[str]] = {nid: set() for nid in self.nodes}
         self.status: dict[str, str] = {}
         self.outputs: dict[str, dict] = {}
-        self.runs: dict[str, NodeRun] = {}
-        self.existing: dict[str, NodeRun] = {}
+        self.runs: dict[str, RunState] = {}
+        # Cacheable nodes that missed the cache in this run (see _cache_lookup).
+        self.missed: set[str] = set()
+        self.existing: dict[str, RunState] = {}
         if resumed:
-            for run in NodeRun.objects.filter(execution_id=self.execution_id):
+            for row in NodeRun.objects.filter(execution_id=self.execution_id):
+                run = RunState.from_row(row)
                 self.existing[str(run.node_id)] = run
                 self.runs[str(run.node_id)] = run
-        self._new_runs: list[NodeRun] = []
-        self._dirty: dict[str, NodeRun] = {}
-        self._cache_rows: list[NodeOutputCache] = []
+        self._new_runs: list[RunState] = []
+        self._dirty: dict[str, RunState] = {}
+        self._cache_rows: list[tuple] = []
         self.ready: deque[str] = deque(nid for nid, n in self.remaining.items() if n == 0)
         self.io_waiting: deque[str] = deque()
         self.inflight: dict[str, tuple[NodeContext, float | None]] = {}
@@ -448,10 +566,11 @@ class ExecutionRunner:
             tokens=TokenStream(self.execution_id, nid) if tokens else None,
         )
 
-    def _node_run(self, nid: str) -> NodeRun:
+    def _node_run(self, nid: str) -> RunState:
         run = self.runs.get(nid)
         if run is None:
-            run = NodeRun(
+            run = RunState(
+                id=uuid.uuid4(),
                 execution_id=self.execution_id,
                 node_id=nid,
                 node_type=self.nodes[nid]["type"],
@@ -459,7 +578,7 @@ class ExecutionRunner:
             )
             self.runs[nid] = run
             self._new_runs.append(run)
-        elif not run._state.adding:
+        elif run.stored:
             self._dirty[nid] = run
         return run
 
@@ -483,11 +602,17 @@ class ExecutionRunner:
         if not node_is_cacheable(cls, config):
             return "", None
         key = cache_key(owner_id=self.owner_id, node_type=cls.type, config=config, inputs=inputs)
-        hit = (
-            NodeOutputCache.objects.filter(key=key, expires_at__gt=timezone.now())
-            .values_list("outputs", flat=True)
-            .first()
-        )
+        if not getattr(cls, "blocking", False) and any(
+            str(edge["source"]) in self.missed for edge in self.in_edges[nid]
+        ):
+            # A cheap node fed by a node that just missed the cache is computed without a
+            # lookup: the lookup costs more than the work, and a miss upstream almost always
+            # means a miss here. Its row is still written, so the next run hits.
+            self.missed.add(nid)
+            return key, None
+        hit = select_json(CACHE_LOOKUP_SQL, (key, adapt_datetime(timezone.now())))
+        if hit is None:
+            self.missed.add(nid)
         return key, hit
 
     def _record_cached(self, nid: str, key: str, outputs: dict) -> None:
@@ -564,14 +689,14 @@ class ExecutionRunner:
         )
         if key:
             self._cache_rows.append(
-                NodeOutputCache(
-                    key=key,
-                    owner_id=self.owner_id,
-                    node_type=self.nodes[nid]["type"],
-                    outputs=outputs,
-                    size=_json_size(outputs),
-                    created_at=now,
-                    expires_at=now + timedelta(seconds=settings.WORKFLOW_CACHE_TTL),
+                (
+                    key,
+                    self.owner_id,
+                    self.nodes[nid]["type"],
+                    outputs,
+                    _json_size(outputs),
+                    now,
+                    now + timedelta(seconds=settings.WORKFLOW_CACHE_TTL),
                 )
             )
         self._deliver(nid, outputs)
@@ -785,9 +910,9 @@ class ExecutionRunner:
             if not updated:
                 raise LostOwnership
             if self._new_runs:
-                NodeRun.objects.bulk_create(self._new_runs, batch_size=500)
+                _insert_node_runs(self._new_runs, now)
             for run in self._dirty.values():
-                NodeRun.objects.filter(pk=run.pk).update(
+                NodeRun.objects.filter(pk=run.id).update(
                     status=run.status,
                     inputs=run.inputs,
                     outputs=run.outputs,
@@ -799,8 +924,11 @@ class ExecutionRunner:
                     cache_key=run.cache_key,
                 )
             if self._cache_rows:
-                NodeOutputCache.objects.bulk_create(
-                    self._cache_rows, batch_size=500, ignore_conflicts=True
+                insert_rows(
+                    NodeOutputCache._meta.db_table,
+                    CACHE_COLUMNS,
+                    self._cache_rows,
+                    ignore_conflicts=True,
                 )
             self.log.write()
         self._new_runs = []

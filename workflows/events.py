@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -30,6 +31,15 @@ from django.utils import timezone
 from canvas.publisher import publish
 from canvas.realtime import event_message
 from workflows.models import ExecutionEvent
+from workflows.rowwriter import DATETIME, JSON, PLAIN, UUID, insert_rows
+
+EVENT_COLUMNS = (
+    ("execution_id", UUID),
+    ("seq", PLAIN),
+    ("event", PLAIN),
+    ("data", JSON),
+    ("ts", DATETIME),
+)
 
 Listener = Callable[[dict[str, Any]], None]
 _listeners: dict[str, list[Listener]] = {}
@@ -112,6 +122,18 @@ def event_record(*, execution_id: uuid.UUID, event: str, data: dict[str, Any]) -
     return row
 
 
+@dataclass(slots=True)
+class PendingEvent:
+    """An event numbered by an ``EventLog`` and not yet stored (a model instance costs more
+    to build than the rest of a trivial node's work)."""
+
+    execution_id: uuid.UUID
+    seq: int
+    event: str
+    data: dict[str, Any]
+    ts: Any
+
+
 class EventLog:
     """The single writer of one claimed execution's events.
 
@@ -123,17 +145,11 @@ class EventLog:
     def __init__(self, execution_id: uuid.UUID, *, last_seq: int):
         self.execution_id = execution_id
         self.last_seq = last_seq
-        self._pending: list[ExecutionEvent] = []
+        self._pending: list[PendingEvent] = []
 
-    def add(self, event: str, data: dict[str, Any], ts=None) -> ExecutionEvent:
+    def add(self, event: str, data: dict[str, Any], ts=None) -> PendingEvent:
         self.last_seq += 1
-        row = ExecutionEvent(
-            execution_id=self.execution_id,
-            seq=self.last_seq,
-            event=event,
-            data=data,
-            ts=ts or timezone.now(),
-        )
+        row = PendingEvent(self.execution_id, self.last_seq, event, data, ts or timezone.now())
         self._pending.append(row)
         return row
 
@@ -149,7 +165,11 @@ class EventLog:
         if not self._pending:
             return
         rows, self._pending = self._pending, []
-        ExecutionEvent.objects.bulk_create(rows, batch_size=500)
+        insert_rows(
+            ExecutionEvent._meta.db_table,
+            EVENT_COLUMNS,
+            ((r.execution_id, r.seq, r.event, r.data, r.ts) for r in rows),
+        )
         _publish_rows_on_commit(self.execution_id, rows)
 
     def discard(self, seq_after: int) -> None:

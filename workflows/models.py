@@ -79,7 +79,12 @@ class Execution(BaseModel):
 class NodeRun(BaseModel):
     """One node of one execution. Created when the node starts or is decided (lazily)."""
 
-    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="node_runs")
+    # No index of its own: the unique (execution, node_id) constraint leads with it. Fewer
+    # indexes keep the engine's batched inserts cheap.
+    execution = models.ForeignKey(
+        Execution, on_delete=models.CASCADE, related_name="node_runs", db_index=False
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
     node_id = models.UUIDField()
     node_type = models.CharField(max_length=64)
     status = models.CharField(
@@ -109,7 +114,10 @@ class ExecutionEvent(models.Model):
     """The persisted event log: ``seq`` is gapless from 1 per execution."""
 
     id = models.BigAutoField(primary_key=True)
-    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="events")
+    # Indexed through the unique (execution, seq) constraint.
+    execution = models.ForeignKey(
+        Execution, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
     seq = models.PositiveIntegerField()
     event = models.CharField(max_length=32)
     data = models.JSONField(default=dict)

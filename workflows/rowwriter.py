@@ -1,0 +1,83 @@
+"""Plain multi-row INSERTs for the engine's flush (node runs, events, cache rows).
+
+``bulk_create`` spends ~10 µs per value in field preparation; a 5,000-node run writes ~20,000
+rows, so the engine adapts its few column kinds itself and hands one ``executemany`` per table
+to the driver (sqlite3 loops in C; psycopg pipelines). Call inside the flush transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import connection
+
+UUID, DATETIME, JSON, PLAIN = "uuid", "datetime", "json", "plain"
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, default=str, separators=(",", ":"))
+
+
+def _adapters(kinds: Sequence[str]):
+    sqlite = connection.vendor == "sqlite"
+
+    def uuid_(value):
+        if value is None:
+            return None
+        if sqlite:
+            return (value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))).hex
+        return value
+
+    def datetime_(value: datetime | None):
+        if value is None or not sqlite:
+            return value
+        # Django stores naive UTC text in SQLite when USE_TZ is on.
+        return str(value.astimezone(UTC).replace(tzinfo=None))
+
+    table = {UUID: uuid_, DATETIME: datetime_, JSON: _dumps, PLAIN: lambda v: v}
+    return [table[kind] for kind in kinds]
+
+
+def insert_rows(
+    table: str,
+    columns: Sequence[tuple[str, str]],
+    rows: Iterable[Sequence[Any]],
+    *,
+    ignore_conflicts: bool = False,
+) -> None:
+    """INSERT ``rows`` (tuples in ``columns`` order; kinds UUID, DATETIME, JSON, PLAIN)."""
+    rows = list(rows)
+    if not rows:
+        return
+    qn = connection.ops.quote_name
+    kinds = [kind for _name, kind in columns]
+    adapt = _adapters(kinds)
+    postgres = connection.vendor == "postgresql"
+    placeholders = ", ".join("%s::jsonb" if postgres and kind == JSON else "%s" for kind in kinds)
+    # Identifiers come from our models, never from input; values are parameters.
+    names = ", ".join(qn(name) for name, _ in columns)
+    sql = f"INSERT INTO {qn(table)} ({names}) VALUES ({placeholders})"  # noqa: S608
+    if ignore_conflicts:
+        sql += " ON CONFLICT DO NOTHING"
+    params = [tuple(f(v) for f, v in zip(adapt, row, strict=True)) for row in rows]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+def select_json(sql: str, params: Sequence[Any]) -> Any:
+    """The first column of the first row as decoded JSON, or None."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    value = row[0]
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def adapt_datetime(value: datetime) -> Any:
+    return _adapters([DATETIME])[0](value)
