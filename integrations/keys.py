@@ -54,6 +54,7 @@ class ApiKeyMissing(ApplicationError):
 # --- Hints and validation ---------------------------------------------------------------------
 
 
+@sensitive_variables()
 def secret_hint(secret: str) -> str:
     """What a key may show of itself: ``gsk_…3f9a`` (prefix up to the first ``_``, last 4).
 
