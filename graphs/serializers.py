@@ -19,32 +19,48 @@ DESCRIPTION_MAX_LENGTH = 10_000
 PORT_MAX_LENGTH = 100
 
 
-def reject_nul(value: Any, path: str = "") -> None:
-    """PostgreSQL refuses ``\\u0000`` in text and jsonb: refuse it here, with a 400."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise serializers.ValidationError(
-                f"Text may not contain the NUL character (\\u0000){' at ' + path if path else ''}."
-            )
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            reject_nul(key, path)
-            reject_nul(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            reject_nul(item, f"{path}[{index}]")
+MAX_JSON_DEPTH = 64
+
+
+def check_json(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Refuse what the databases or the code cannot take, with a 400 instead of a 500:
+    ``\\u0000`` anywhere (PostgreSQL refuses it in text and jsonb), NaN and infinities (not
+    JSON; ``1e400`` parses as infinity), and nesting deeper than ``max_depth``.
+
+    Iterative, so a deep document cannot exhaust the stack here.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        where = f" at {path}" if path else ""
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise serializers.ValidationError(
+                    f"Text may not contain the NUL character (\\u0000){where}."
+                )
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise serializers.ValidationError(f"Numbers must be finite{where}.")
+        elif isinstance(item, dict | list):
+            if depth >= max_depth:
+                raise serializers.ValidationError(f"Nested deeper than {max_depth} levels.")
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in pairs:
+                if isinstance(key, str) and "\x00" in key:
+                    raise serializers.ValidationError(
+                        f"Keys may not contain the NUL character (\\u0000){where}."
+                    )
+                child_path = (
+                    f"{path}[{key}]"
+                    if isinstance(key, int)
+                    else (f"{path}.{key}" if path else str(key))
+                )
+                stack.append((child, child_path, depth + 1))
 
 
 def reject_non_finite(value: Any) -> None:
-    """JSON has no NaN or Infinity; ``float("nan")`` would sneak in through a string."""
     if isinstance(value, float) and not math.isfinite(value):
         raise serializers.ValidationError("Must be a finite number.")
-    if isinstance(value, dict):
-        for item in value.values():
-            reject_non_finite(item)
-    elif isinstance(value, list):
-        for item in value:
-            reject_non_finite(item)
 
 
 class ConfigField(serializers.JSONField):
@@ -54,8 +70,7 @@ class ConfigField(serializers.JSONField):
         value = super().to_internal_value(data)
         if not isinstance(value, dict):
             self.fail("not_object")
-        reject_nul(value)
-        reject_non_finite(value)
+        check_json(value)
         return value
 
 

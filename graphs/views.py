@@ -9,12 +9,14 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from canvas.exceptions import ApplicationError
 from graphs import selectors, services
 from graphs.models import Graph
+from graphs.parsers import BoundedJSONParser
 from graphs.registry import registry
 from graphs.serializers import (
     EdgeSerializer,
@@ -96,6 +98,7 @@ BAD_REQUEST = {400: ErrorSerializer}
 )
 class GraphViewSet(viewsets.GenericViewSet):
     serializer_class = GraphSummarySerializer
+    parser_classes = [BoundedJSONParser, FormParser, MultiPartParser]
     lookup_value_regex = "[^/]+"
 
     def get_queryset(self):
@@ -163,6 +166,7 @@ class NestedViewSet(viewsets.GenericViewSet):
     first, so another user's graph answers 404 even for a list."""
 
     lookup_value_regex = "[^/]+"
+    parser_classes = [BoundedJSONParser, FormParser, MultiPartParser]
 
     def graph(self):
         return selectors.graph_get_for_user(

@@ -424,3 +424,80 @@ def test_validate_reports_incomplete_nodes_per_node(api_client):
     assert {e["field"] for e in body["errors"][dup2["id"]]} == {"inputs.value", "config.name"}
     # The optional `system` input of the LLM is not reported.
     assert "inputs.system" not in str(body["errors"])
+
+
+# --- hostile input -----------------------------------------------------------------------------
+
+
+def post_raw(client, body):
+    return client.generic("POST", URL, body, content_type="application/json")
+
+
+def test_json_nested_too_deep_for_the_parser_is_400(api_client):
+    body = '{"name": "g", "nodes": [{"type": "text", "config": {"text": ' + "[" * 50_000
+    body += "]" * 50_000 + "}}]}"
+
+    response = post_raw(api_client, body)
+
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["detail"]
+
+
+def test_deep_config_is_a_field_error(api_client):
+    deep = "[" * 200 + "]" * 200
+    body = '{"name": "g", "nodes": [{"type": "input", "config": {"name": "a", "default": '
+    response = post_raw(api_client, body + deep + "}}]}")
+
+    assert response.status_code == 400
+    assert "Nested deeper" in errors_of(response)["nodes[0]"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ('{"x": 1' + "0" * 400 + ', "y": 0}', "position.x"),
+        ('{"x": 1e400, "y": 0}', "position.x"),
+    ],
+)
+def test_numbers_out_of_float_range_are_400(api_client, raw, field):
+    response = post_raw(
+        api_client, '{"name": "g", "nodes": [{"type": "text", "position": ' + raw + "}]}"
+    )
+
+    assert response.status_code == 400
+    assert errors_of(response)["nodes[0]"][0]["field"] == field
+
+
+def test_infinite_number_in_config_is_400(api_client):
+    body = '{"name": "g", "nodes": [{"type": "input", "config": {"name": "a", "default": 1e999}}]}'
+
+    response = post_raw(api_client, body)
+
+    assert response.status_code == 400
+    assert errors_of(response)["nodes[0]"][0]["field"] == "config"
+
+
+def test_nul_in_a_config_key_or_port_name_is_400(api_client):
+    key = node("input", {"name": "a", "default": {"k\u0000": 1}})
+    response = api_client.post(URL, {"name": "g", "nodes": [key]}, format="json")
+    assert response.status_code == 400
+
+    a, b = node("text"), node("output")
+    bad_edge = edge(a, "te\u0000xt", b, "value")
+    response = api_client.post(
+        URL, {"name": "g", "nodes": [a, b], "edges": [bad_edge]}, format="json"
+    )
+    assert response.status_code == 400
+    assert errors_of(response)[bad_edge["id"]][0]["field"] == "source_port"
+
+
+@pytest.mark.parametrize("body", ["[]", '"text"', "null", "{"])
+def test_bodies_that_are_not_objects_are_400(api_client, body):
+    assert post_raw(api_client, body).status_code == 400
+
+
+def test_node_items_that_are_not_objects_are_400(api_client):
+    response = api_client.post(URL, {"name": "g", "nodes": ["x", 3]}, format="json")
+
+    assert response.status_code == 400
+    assert set(errors_of(response)) == {"nodes[0]", "nodes[1]"}
