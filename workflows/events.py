@@ -108,15 +108,20 @@ def _publish_rows_on_commit(execution_id, rows: list[ExecutionEvent]) -> None:
 
 
 @transaction.atomic
-def event_record(*, execution_id: uuid.UUID, event: str, data: dict[str, Any]) -> ExecutionEvent:
+def event_record(
+    *, execution_id: uuid.UUID, event: str, data: dict[str, Any], seq: int | None = None
+) -> ExecutionEvent:
     """Persist one event of a run that no engine owns right now (queued, or being queued).
 
     Call inside the transaction that makes the change the event reports. The next ``seq`` is
-    read inside it; the unique (execution, seq) constraint refuses a second writer.
+    read inside it (or given: 1 for a new execution); the unique (execution, seq) constraint
+    refuses a second writer.
     """
-    last = ExecutionEvent.objects.filter(execution_id=execution_id).aggregate(m=Max("seq"))["m"]
+    if seq is None:
+        last = ExecutionEvent.objects.filter(execution_id=execution_id).aggregate(m=Max("seq"))
+        seq = (last["m"] or 0) + 1
     row = ExecutionEvent.objects.create(
-        execution_id=execution_id, seq=(last or 0) + 1, event=event, data=data, ts=timezone.now()
+        execution_id=execution_id, seq=seq, event=event, data=data, ts=timezone.now()
     )
     _publish_rows_on_commit(execution_id, [row])
     return row

@@ -98,12 +98,16 @@ def execution_create(
             status=ExecutionStatus.QUEUED,
             queued_at=timezone.now(),
         )
-        execution.full_clean(exclude=["snapshot", "inputs", "outputs"])
+        # owner and graph are resolved objects; checking them again would cost two queries.
+        execution.full_clean(
+            exclude=["owner", "graph", "snapshot", "inputs", "outputs"], validate_unique=False
+        )
         execution.save(force_insert=True)
         event_record(
             execution_id=execution.id,
             event="execution.queued",
             data={"status": ExecutionStatus.QUEUED},
+            seq=1,
         )
         if dispatch:
             transaction.on_commit(lambda: execution_dispatch(execution_id=execution.id))
