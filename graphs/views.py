@@ -97,6 +97,8 @@ BAD_REQUEST = {400: ErrorSerializer}
     ),
 )
 class GraphViewSet(viewsets.GenericViewSet):
+    """Your graphs. Another user's graph, a missing one and a malformed id all answer 404."""
+
     serializer_class = GraphSummarySerializer
     parser_classes = [BoundedJSONParser, FormParser, MultiPartParser]
     lookup_value_regex = "[^/]+"
@@ -162,8 +164,8 @@ class GraphViewSet(viewsets.GenericViewSet):
 
 
 class NestedViewSet(viewsets.GenericViewSet):
-    """Nodes or edges of one graph. The graph is resolved through the owner's selector
-    first, so another user's graph answers 404 even for a list."""
+    # The graph is resolved through the owner's selector first, so another user's graph
+    # answers 404 even for a list (not an empty 200).
 
     lookup_value_regex = "[^/]+"
     parser_classes = [BoundedJSONParser, FormParser, MultiPartParser]
@@ -210,6 +212,9 @@ class NestedViewSet(viewsets.GenericViewSet):
     ),
 )
 class NodeViewSet(NestedViewSet):
+    """Nodes of one of your graphs. Every write is validated against the whole graph and
+    bumps its version."""
+
     serializer_class = NodeSerializer
     lookup_url_kwarg = "node_id"
 
@@ -287,6 +292,9 @@ class NodeViewSet(NestedViewSet):
     ),
 )
 class EdgeViewSet(NestedViewSet):
+    """Edges of one of your graphs: an output port of one node to an input port of another.
+    Every write is validated against the whole graph and bumps its version."""
+
     serializer_class = EdgeSerializer
     lookup_url_kwarg = "edge_id"
 

@@ -83,3 +83,20 @@ def test_edge_is_the_only_model_pointing_at_node():
     keep node ids in their snapshot, not foreign keys)."""
     pointing = {(rel.related_model.__name__, rel.field.name) for rel in Node._meta.related_objects}
     assert pointing == {("Edge", "source"), ("Edge", "target")}
+
+
+def test_graph_list_queries(api_client, user, make_graph, django_assert_num_queries):
+    for _ in range(5):
+        make_graph(user)
+    # token, count, page
+    with django_assert_num_queries(3):
+        response = api_client.get("/api/graphs/")
+    assert response.json()["count"] == 5
+
+
+def test_nested_lists_queries(api_client, large, django_assert_num_queries):
+    for kind in ("nodes", "edges"):
+        # token, graph, count, page
+        with django_assert_num_queries(4):
+            response = api_client.get(f"/api/graphs/{large.graph.id}/{kind}/")
+        assert len(response.json()["results"]) == 50
