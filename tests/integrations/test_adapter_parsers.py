@@ -148,3 +148,16 @@ def test_status_mapping(status, code, error_class):
     error = error_for_status(provider="groq", status=status, message="m", code=code, request_id="r")
     assert type(error) is error_class
     assert (error.provider, error.status, error.request_id) == ("groq", status, "r")
+
+
+def test_error_messages_never_carry_a_key():
+    from integrations.errors import IntegrationError
+
+    key = "gsk_" + "A1b2" * 13
+    error = AuthError(f"Invalid API Key {key}; sent Authorization: Bearer {key}", provider="groq")
+    for text in (str(error), error.message, repr(error), str(error.as_dict())):
+        assert key not in text
+        assert "A1b2A1b2" not in text
+    assert "gsk_…" in error.message
+    assert isinstance(error, IntegrationError)
+    assert error.as_dict()["code"] == "auth_error"

@@ -6,7 +6,9 @@ and the pinning tests allow-list 127.0.0.1 and point made-up names at it.
 
 import datetime
 import ipaddress
+import socket
 import ssl
+import threading
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -307,3 +309,30 @@ def test_https_pins_the_address_but_sends_sni_and_checks_the_certificate_for_the
     # The same address under another name fails the certificate check: the name is verified.
     with pytest.raises(Exception, match="(?i)certificate|hostname"):
         adapter.request("GET", f"https://other.test:{server.port}/tls")
+
+
+def test_pinning_to_an_ipv6_address():
+    from tests.fakes import base
+
+    class V6Server(base._Server):
+        address_family = socket.AF_INET6
+
+    class V6Echo(EchoServer):
+        def start(self):
+            self._server = V6Server(("::1", 0), self.handler_class, self)
+            self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+            self._thread.start()
+            return self
+
+    with V6Echo() as server:
+        resolver = Resolver({"six.test": ["::1"]})
+        adapter = ApiAdapter(
+            provider="http",
+            guard=AddressGuard(allowed=["::1/128"], resolver=resolver),
+            max_retries=0,
+        )
+        data = adapter.request_json("GET", f"http://six.test:{server.port}/v6")
+        assert data["host"] == f"six.test:{server.port}"
+        # A literal IPv6 URL keeps its brackets in Host.
+        data = adapter.request_json("GET", f"http://[::1]:{server.port}/v6")
+        assert data["host"] == f"[::1]:{server.port}"
