@@ -8,10 +8,12 @@ and edge changes and says why, as the API would refuse it.
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
+from rest_framework import serializers
 
 from graphs import services
 from graphs.models import Edge, Graph, Node
 from graphs.selectors import graph_nodes_and_edges
+from graphs.serializers import check_json
 from graphs.validation import node_structural_errors, structural_errors
 
 
@@ -22,6 +24,11 @@ class NodeForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        try:
+            check_json(cleaned.get("config"))
+        except serializers.ValidationError as exc:
+            self.add_error("config", exc.detail[0])
+            return cleaned
         if "type" in cleaned and isinstance(cleaned.get("config"), dict | list):
             doc = {"type": cleaned["type"], "config": cleaned["config"]}
             for problem in node_structural_errors(doc):

@@ -106,3 +106,12 @@ def test_admin_rolls_back_a_cycle(admin_client_logged_in, graph):
     stored = Graph.objects.get(pk=graph.graph.id)
     assert stored.edges.count() == 3
     assert stored.nodes.get(pk=graph.nodes[1]["id"]).config == graph.nodes[1]["config"]
+
+
+def test_admin_refuses_nul_in_a_config(admin_client_logged_in, graph):
+    data = formset_data(graph, **{"nodes-0-config": '{"name": "a\\u0000b"}'})
+
+    response = admin_client_logged_in.post(f"/admin/graphs/graph/{graph.graph.id}/change/", data)
+
+    assert response.status_code == 200
+    assert b"NUL character" in response.content
