@@ -278,6 +278,8 @@ class ApiAdapter:
             else:
                 self.last_response_headers = response.headers
                 if response.status_code < 400:
+                    # A ResponseStream over this body reports an adapter cancel as Cancelled.
+                    response.canvas_cancel_event = self._cancelled
                     return response
                 retry_after = parse_retry_after(response.headers)
                 error = self._error_from(response, retry_after)

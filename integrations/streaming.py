@@ -176,18 +176,21 @@ class ResponseStream:
         self.request_id = response.headers.get("x-request-id")
         self._socket = _socket_of(response)
         self._cancelled = threading.Event()
+        # Set when the adapter that made the request was cancelled (it shut this socket too).
+        self._adapter_cancelled = getattr(response, "canvas_cancel_event", None)
         self._closed = False
         self._complete = False
         self._lock = threading.Lock()
 
     @property
     def cancelled(self) -> bool:
-        return self._cancelled.is_set()
+        adapter = self._adapter_cancelled
+        return self._cancelled.is_set() or (adapter is not None and adapter.is_set())
 
     def iter_bytes(self) -> Iterator[bytes]:
         raw = self.response.raw
         while True:
-            if self._cancelled.is_set():
+            if self.cancelled:
                 raise Cancelled("the stream was cancelled", provider=self.provider)
             try:
                 data = raw.read1(READ_SIZE)
@@ -199,7 +202,7 @@ class ResponseStream:
                 ValueError,  # reading a file object closed by cancel()
                 AttributeError,  # urllib3 after its fp was dropped by a concurrent close
             ) as exc:
-                if self._cancelled.is_set():
+                if self.cancelled:
                     raise Cancelled("the stream was cancelled", provider=self.provider) from exc
                 cause = "stalled past the read timeout" if _is_timeout(exc) else "was cut"
                 raise StreamInterrupted(
@@ -208,7 +211,7 @@ class ResponseStream:
                     request_id=self.request_id,
                 ) from exc
             if not data:
-                if self._cancelled.is_set():
+                if self.cancelled:
                     raise Cancelled("the stream was cancelled", provider=self.provider)
                 return
             yield data

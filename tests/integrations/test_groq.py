@@ -280,3 +280,15 @@ def test_cancel_from_another_thread_within_a_second(fake_groq):
     assert time.monotonic() - started < 1.0
     assert received == ["Fast"]
     assert fake_groq.wait_for_idle(timeout=3)
+
+
+def test_client_cancel_during_a_stream_is_cancelled_not_interrupted(fake_groq):
+    # The engine may call client.close()/cancel() before stream.cancel(): still a cancel.
+    fake_groq.enqueue(Behaviour(token_interval=5))
+    client = GroqClient(api_key=TEST_KEY, base_url=fake_groq.base_url, read_timeout=60)
+    stream = client.chat_stream(model=MODEL, messages=HI)
+    threading.Timer(0.3, client.close).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        list(stream)
+    assert time.monotonic() - started < 1.0
