@@ -935,7 +935,8 @@ class ExecutionRunner:
                     NodeOutputCache._meta.db_table,
                     CACHE_COLUMNS,
                     self._cache_rows,
-                    ignore_conflicts=True,
+                    # An expired entry for the same key is replaced by the fresh one.
+                    upsert_on="key",
                 )
             self.log.write()
         self._new_runs = []

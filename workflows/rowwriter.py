@@ -48,8 +48,12 @@ def insert_rows(
     rows: Iterable[Sequence[Any]],
     *,
     ignore_conflicts: bool = False,
+    upsert_on: str | None = None,
 ) -> None:
-    """INSERT ``rows`` (tuples in ``columns`` order; kinds UUID, DATETIME, JSON, PLAIN)."""
+    """INSERT ``rows`` (tuples in ``columns`` order; kinds UUID, DATETIME, JSON, PLAIN).
+
+    ``upsert_on``: a unique column; a row that exists is overwritten with the new values.
+    """
     rows = list(rows)
     if not rows:
         return
@@ -61,7 +65,12 @@ def insert_rows(
     # Identifiers come from our models, never from input; values are parameters.
     names = ", ".join(qn(name) for name, _ in columns)
     sql = f"INSERT INTO {qn(table)} ({names}) VALUES ({placeholders})"  # noqa: S608
-    if ignore_conflicts:
+    if upsert_on:
+        updates = ", ".join(
+            f"{qn(name)} = excluded.{qn(name)}" for name, _ in columns if name != upsert_on
+        )
+        sql += f" ON CONFLICT ({qn(upsert_on)}) DO UPDATE SET {updates}"
+    elif ignore_conflicts:
         sql += " ON CONFLICT DO NOTHING"
     params = [tuple(f(v) for f, v in zip(adapt, row, strict=True)) for row in rows]
     with connection.cursor() as cursor:

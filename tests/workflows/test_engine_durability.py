@@ -1,0 +1,133 @@
+"""Ownership fencing, lost dispatches, cache expiry and pruning, SQLite under concurrent runs."""
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from tests.workflows.conftest import build_graph, events_of, run_graph, wait_for
+from workflows.engine import ExecutionRunner
+from workflows.models import Execution, NodeOutputCache
+from workflows.services import cache_prune, execution_create, executions_recover
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_runner_whose_run_was_taken_over_stops_writing(user, sleep_node, settings):
+    settings.WORKFLOW_HEARTBEAT_INTERVAL = 0.1
+    graph = build_graph(
+        user,
+        {
+            "a": ("test_sleep", {"seconds": 0.3}),
+            "b": ("test_sleep", {"seconds": 0.3}),
+            "out": ("output", {"name": "o"}),
+        },
+        [("a", "value", "b", "value"), ("b", "value", "out", "value")],
+    )
+    execution = execution_create(user=user, graph=graph, inputs={}, dispatch=False)
+    runner = ExecutionRunner(execution.id)
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("status", runner.run()))
+    thread.start()
+    wait_for(execution, statuses=("running",))
+    # Another worker took the run over (as the recovery sweep's claimer would).
+    Execution.objects.filter(pk=execution.pk).update(worker="someone-else")
+    thread.join(10)
+    assert result["status"] is None
+    execution.refresh_from_db()
+    assert execution.status == "running"
+    assert execution.worker == "someone-else"
+    names = [e for _, e, _ in events_of(execution)]
+    assert not any(n in names for n in ("execution.completed", "execution.failed"))
+
+
+def test_a_lost_dispatch_is_sent_again(user, settings):
+    settings.WORKFLOW_STALE_AFTER = 1
+    graph = build_graph(
+        user,
+        {"t": ("text", {"text": "hi"}), "o": ("output", {"name": "o"})},
+        [("t", "text", "o", "value")],
+    )
+    execution = execution_create(user=user, graph=graph, inputs={}, dispatch=False)
+    assert executions_recover(dispatch=False) == {"stale": [], "queued": []}
+    Execution.objects.filter(pk=execution.pk).update(
+        queued_at=timezone.now() - timedelta(seconds=5)
+    )
+    found = executions_recover()
+    assert found["queued"] == [str(execution.id)]
+    assert wait_for(execution).outputs == {"o": "hi"}
+
+
+def test_cache_entries_expire_and_the_table_is_bounded(user, settings):
+    graph = build_graph(
+        user,
+        {"t": ("text", {"text": "a"}), "o": ("output", {"name": "o"})},
+        [("t", "text", "o", "value")],
+    )
+    run_graph(graph)
+    entry = NodeOutputCache.objects.get()
+    NodeOutputCache.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    second = run_graph(graph)
+    assert second.node_runs.get(node_type="text").status == "succeeded"  # expired: a miss
+    refreshed = NodeOutputCache.objects.get()
+    assert refreshed.key == entry.key
+    assert refreshed.expires_at > timezone.now()  # the fresh output replaced the expired one
+    third = run_graph(graph)
+    assert third.node_runs.get(node_type="text").status == "cached"
+
+    settings.WORKFLOW_CACHE_MAX_ENTRIES = 3
+    now = timezone.now()
+    NodeOutputCache.objects.bulk_create(
+        NodeOutputCache(
+            key=f"k{i}",
+            owner=user,
+            node_type="text",
+            outputs={},
+            size=2,
+            created_at=now - timedelta(minutes=i),
+            expires_at=now + timedelta(days=1),
+        )
+        for i in range(6)
+    )
+    NodeOutputCache.objects.filter(key="k5").update(expires_at=now - timedelta(seconds=1))
+    deleted = cache_prune()
+    assert deleted == 4  # the expired k5, then k4, k3, k2: the oldest beyond three rows
+    assert sorted(NodeOutputCache.objects.values_list("key", flat=True)) == sorted(
+        [entry.key, "k0", "k1"]
+    )
+
+
+def test_concurrent_runs_never_see_database_is_locked(user, sleep_node, settings):
+    settings.WORKFLOW_MAX_CONCURRENT_EXECUTIONS = 8
+    graph = build_graph(
+        user,
+        {
+            "in": ("input", {"name": "x"}),
+            "tpl": ("template", {"template": "<{v}>"}),
+            "s": ("test_sleep", {"seconds": 0.05}),
+            "o": ("output", {"name": "o"}),
+            "o2": ("output", {"name": "o2"}),
+        },
+        [
+            ("in", "value", "tpl", "v"),
+            ("tpl", "text", "o", "value"),
+            ("in", "value", "s", "value"),
+            ("s", "value", "o2", "value"),
+        ],
+    )
+    from workflows.executors import reset_executor
+
+    reset_executor()
+    executions = [execution_create(user=user, graph=graph, inputs={"x": i}) for i in range(40)]
+    deadline = time.monotonic() + 60
+    for execution in executions:
+        wait_for(execution, timeout=max(1, deadline - time.monotonic()))
+    statuses = {e.status for e in executions}
+    errors = [e.error for e in executions if e.error]
+    assert statuses == {"succeeded"}, errors
+    assert sorted(e.outputs["o"] for e in executions) == sorted(f"<{i}>" for i in range(40))
+    reset_executor()
+    assert connection.vendor in ("sqlite", "postgresql")
