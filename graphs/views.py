@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from canvas.exceptions import ApplicationError
 from graphs import selectors, services
-from graphs.models import Graph
+from graphs.models import Edge, Graph, Node
 from graphs.parsers import BoundedJSONParser
 from graphs.registry import registry
 from graphs.serializers import (
@@ -108,6 +108,10 @@ class GraphViewSet(viewsets.GenericViewSet):
             return Graph.objects.none()
         return selectors.graph_list_for_user(user=self.request.user)
 
+    def get_object(self):
+        # The actions use the selectors directly; the browsable API's forms call this.
+        return selectors.graph_get_for_user(user=self.request.user, graph_id=self.kwargs["pk"])
+
     def list(self, request):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(GraphSummarySerializer(page, many=True).data)
@@ -175,6 +179,12 @@ class NestedViewSet(viewsets.GenericViewSet):
             user=self.request.user, graph_id=self.kwargs["graph_id"]
         )
 
+    # The actions below use the selectors directly; the browsable API's forms call these.
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return self.model.objects.none()
+        return self.model.objects.filter(graph=self.graph())
+
 
 @extend_schema_view(
     list=extend_schema(
@@ -217,6 +227,11 @@ class NodeViewSet(NestedViewSet):
 
     serializer_class = NodeSerializer
     lookup_url_kwarg = "node_id"
+    model = Node
+
+    def get_object(self):
+        node = selectors.node_get(graph=self.graph(), node_id=self.kwargs["node_id"])
+        return selectors.node_as_dict(node)
 
     def list(self, request, graph_id=None):
         queryset = selectors.node_list_for_graph(graph=self.graph())
@@ -297,6 +312,11 @@ class EdgeViewSet(NestedViewSet):
 
     serializer_class = EdgeSerializer
     lookup_url_kwarg = "edge_id"
+    model = Edge
+
+    def get_object(self):
+        edge = selectors.edge_get(graph=self.graph(), edge_id=self.kwargs["edge_id"])
+        return selectors.edge_as_dict(edge)
 
     def list(self, request, graph_id=None):
         queryset = selectors.edge_list_for_graph(graph=self.graph())
