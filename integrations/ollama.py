@@ -13,9 +13,10 @@ Interface (what the engine's ``llm`` node and chat call)::
 
 ``Usage``: ``prompt_tokens`` (``prompt_eval_count``), ``completion_tokens`` (``eval_count``),
 ``finish_reason`` (``done_reason``), ``tool_calls`` (arguments are objects, as Ollama sends
-them) and ``metrics`` (the durations in nanoseconds). ``options``, ``format`` (``"json"`` or a
-JSON schema), ``keep_alive``, ``think`` and ``tools`` pass through unchanged; ``stream`` is
-always sent explicitly (Ollama streams when it is absent).
+them) and ``metrics`` (the durations in nanoseconds; with ``think=True`` the model's reasoning
+as ``metrics["thinking"]``, never mixed into the text chunks). ``options``, ``format``
+(``"json"`` or a JSON schema), ``keep_alive``, ``think`` and ``tools`` pass through unchanged;
+``stream`` is always sent explicitly (Ollama streams when it is absent).
 
 Errors (``integrations.errors``): an unknown model is ``NotFound`` naming the model and the
 ``ollama pull`` that fixes it; a refused connection is ``Unavailable`` explaining where we looked
@@ -75,7 +76,9 @@ class OllamaClient:
         message = data.get("message") or {}
         return ChatResult(
             text=message.get("content") or "",
-            usage=self._usage(data, model, message.get("tool_calls")),
+            usage=self._usage(
+                data, model, message.get("tool_calls"), message.get("thinking") or ""
+            ),
             raw=data,
         )
 
@@ -176,7 +179,7 @@ class OllamaClient:
             raise self._model_not_found(exc, model) from exc
 
     @staticmethod
-    def _usage(data: dict, model: str, tool_calls) -> Usage:
+    def _usage(data: dict, model: str, tool_calls, thinking: str = "") -> Usage:
         prompt = data.get("prompt_eval_count")
         completion = data.get("eval_count")
         total = (prompt or 0) + (completion or 0) if (prompt, completion) != (None, None) else None
@@ -188,12 +191,17 @@ class OllamaClient:
             total_tokens=total,
             finish_reason=data.get("done_reason"),
             tool_calls=list(tool_calls or []),
-            metrics={k: data[k] for k in METRIC_KEYS if k in data},
+            metrics={
+                **{k: data[k] for k in METRIC_KEYS if k in data},
+                # With ``think``, the reasoning text, kept apart from the answer.
+                **({"thinking": thinking} if thinking else {}),
+            },
         )
 
     def _items(self, stream: ResponseStream, model: str, *, chat: bool) -> Iterator[str | Usage]:
         decoder = NdjsonDecoder(provider=PROVIDER)
         tool_calls: list = []
+        thinking: list[str] = []
 
         def handle(obj) -> tuple[str, Usage | None]:
             if not isinstance(obj, dict):
@@ -205,10 +213,12 @@ class OllamaClient:
                 message = obj.get("message") or {}
                 text = message.get("content") or ""
                 tool_calls.extend(message.get("tool_calls") or [])
+                thinking.append(message.get("thinking") or "")
             else:
                 text = obj.get("response") or ""
+                thinking.append(obj.get("thinking") or "")
             if obj.get("done"):
-                return text, self._usage(obj, model, tool_calls)
+                return text, self._usage(obj, model, tool_calls, "".join(thinking))
             return text, None
 
         for data in stream.iter_bytes():

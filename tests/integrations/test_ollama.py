@@ -1,5 +1,6 @@
 """Our Ollama client against the fake Ollama server: every documented behaviour."""
 
+import json
 import threading
 import time
 
@@ -293,3 +294,21 @@ def test_client_cancel_while_the_model_loads(fake_ollama):
     with pytest.raises(Cancelled):
         client.chat_stream(model="llama3.2", messages=HI)
     assert time.monotonic() - started < 1.0
+
+
+def test_thinking_is_kept_apart_from_the_answer(client, fake_ollama):
+    def line(content, thinking="", done=False):
+        message = {"role": "assistant", "content": content}
+        if thinking:
+            message["thinking"] = thinking
+        obj = {"model": "llama3.2", "message": message, "done": done}
+        if done:
+            obj.update(done_reason="stop", eval_count=2, prompt_eval_count=1)
+        return (json.dumps(obj) + "\n").encode()
+
+    body = line("", "Let me ") + line("", "think.") + line("Blue") + line(".", done=True)
+    fake_ollama.enqueue(Behaviour(raw_stream=body))
+    *texts, usage = list(client.chat_stream(model="llama3.2", messages=HI, think=True))
+    assert "".join(texts) == "Blue."
+    assert usage.metrics["thinking"] == "Let me think."
+    assert last_body(fake_ollama)["think"] is True
