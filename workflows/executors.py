@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 import threading
 import uuid
@@ -113,8 +112,11 @@ _background_stop = threading.Event()
 
 
 def _is_server_process() -> bool:
-    program = os.path.basename(sys.argv[0]) if sys.argv else ""
-    return program.startswith(("daphne", "uvicorn", "hypercorn")) or any(
+    # `daphne app`, `python -m daphne app` (argv[0] is daphne/__main__.py), `manage.py runworker`.
+    program = sys.argv[0] if sys.argv else ""
+    parts = program.replace("\\", "/").split("/")
+    servers = ("daphne", "uvicorn", "hypercorn")
+    return any(part.startswith(servers) for part in parts[-2:]) or any(
         arg in ("runworker", "runserver") for arg in sys.argv[1:3]
     )
 

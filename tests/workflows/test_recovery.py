@@ -263,3 +263,28 @@ def test_runworker_killed_mid_run_and_two_workers_share_the_load(
     pids = {run.worker.split(":")[1] for run in runs}
     assert pids == {str(w.pid) for w in workers}
     assert django_settings.WORKFLOW_EXECUTOR == "channels"
+
+
+def test_run_workflow_streams_tokens_and_ctrl_c_cancels_cleanly(user, fake_ollama, processes):
+    fake_ollama.enqueue(
+        Behaviour(reply=" ".join(["tick"] * 200), token_interval=0.05), path="/api/chat"
+    )
+    graph = two_call_graph(user)
+    proc = spawn(
+        "run_workflow", "two-calls", "--owner", user.username, OLLAMA_BASE_URL=fake_ollama.url
+    )
+    processes.append(proc)
+    wait_until(lambda: len(prompts(fake_ollama)) >= 1, what="the first LLM call")
+    time.sleep(0.5)  # some tokens stream
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 1, output
+    assert "▶ llm1 (llm) started" in output
+    assert "llm1 » tick tick" in output  # tokens printed as they streamed
+    assert "Cancelling" in output
+    assert "Status: cancelled" in output
+    execution = Execution.objects.get(graph=graph)
+    assert execution.status == "cancelled"
+    assert runs_by_key(graph, execution)["llm1"].status == "cancelled"
+    assert fake_ollama.wait_for_idle(timeout=1.0)  # the stream's connection was closed
+    assert len(prompts(fake_ollama)) == 1

@@ -92,16 +92,26 @@ class Command(BaseCommand):
         labels = {n["id"]: n.get("label") or n["type"] for n in execution.snapshot["nodes"]}
         printer = _Printer(out, labels)
         out.write(f"Execution {execution.id} of {graph.name!r} (version {graph.version})")
-        runner = threading.Thread(target=execution_run, args=(execution.id,), daemon=True)
+        # Waited on through an Event, not Thread.join: a join interrupted by Ctrl-C leaves the
+        # Thread looking finished on Python 3.11 (cpython#90882).
+        done = threading.Event()
+
+        def run():
+            try:
+                execution_run(execution.id)
+            finally:
+                done.set()
+
+        runner = threading.Thread(target=run, daemon=True)
         with events_listen(execution_id=execution.id, callback=printer):
             runner.start()
             try:
-                while runner.is_alive():
-                    runner.join(0.1)
+                while not done.wait(0.1):
+                    pass
             except KeyboardInterrupt:
                 out.write("\nCancelling…")
                 execution_cancel(execution=execution)
-                runner.join(10)
+                done.wait(10)
         execution = Execution.objects.prefetch_related("node_runs").get(pk=execution.id)
         printer.finish_line()
         if execution.outputs:
