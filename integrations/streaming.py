@@ -30,6 +30,8 @@ from .errors import Cancelled, StreamInterrupted
 READ_SIZE = 65536
 # A line (NDJSON) or pending event (SSE) longer than this is not a provider talking sense.
 MAX_PENDING = 16 * 1024 * 1024
+# How long to wait for the end of a body once its terminator arrived.
+DRAIN_TIMEOUT = 2.0
 
 
 # --- NDJSON ---------------------------------------------------------------------------------
@@ -223,7 +225,15 @@ class ResponseStream:
                 self._complete = True
 
     def drain(self) -> None:
-        """Read what follows the terminator (the chunked trailer) so the connection is reusable."""
+        """Read what follows the terminator (the chunked trailer) so the connection is reusable.
+
+        A server that keeps the body open after its terminator would hold the caller for the
+        whole read timeout; a short one applies here (urllib3 sets the socket's timeout again
+        for the next request on this connection), and on expiry the connection is dropped.
+        """
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.settimeout(DRAIN_TIMEOUT)
         try:
             while self.response.raw.read1(READ_SIZE):
                 pass

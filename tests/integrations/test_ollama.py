@@ -312,3 +312,27 @@ def test_thinking_is_kept_apart_from_the_answer(client, fake_ollama):
     assert "".join(texts) == "Blue."
     assert usage.metrics["thinking"] == "Let me think."
     assert last_body(fake_ollama)["think"] is True
+
+
+def test_body_held_open_after_done_does_not_hold_the_caller(fake_ollama, monkeypatch):
+    from integrations import streaming
+
+    monkeypatch.setattr(streaming, "DRAIN_TIMEOUT", 0.2)
+    # A server that sends done: true and then keeps the chunked body open.
+    fake_ollama.enqueue(Behaviour(stall_after=99, stall_for=10, reply="a b"))
+
+    def held_open(handler, request, behaviour):
+        handler.start_chunked(200, "application/x-ndjson")
+        done = {"model": "llama3.2", "message": {"role": "assistant", "content": "hi"}}
+        handler.write_chunk(
+            (json.dumps({**done, "done": True, "done_reason": "stop"}) + "\n").encode()
+        )
+        handler.stall(behaviour)
+
+    monkeypatch.setattr(fake_ollama, "handle", held_open)
+    client = OllamaClient(base_url=fake_ollama.url, read_timeout=30)
+    started = time.monotonic()
+    items = list(client.chat_stream(model="llama3.2", messages=HI))
+    assert items[0] == "hi"
+    assert time.monotonic() - started < 2
+    assert fake_ollama.wait_for_idle(timeout=3)  # that connection was not pooled
