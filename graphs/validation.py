@@ -73,6 +73,21 @@ def structural_errors(nodes: list[Mapping[str, Any]], edges: list[Mapping[str, A
             _add(errors, node_id, problem["field"], problem["message"])
             bad_config.add(node_id)
 
+    port_cache: dict[tuple[str, str], dict] = {}
+
+    def ports(node_id: str, direction: str) -> dict:
+        # Once per node, not once per edge: deriving template ports parses the template.
+        key = (node_id, direction)
+        if key not in port_cache:
+            node_type, config = types[node_id], by_id[node_id].get("config", {})
+            listed = (
+                node_type.output_ports(config)
+                if direction == "out"
+                else (node_type.input_ports(config))
+            )
+            port_cache[key] = {port.name: port for port in listed}
+        return port_cache[key]
+
     inputs_taken: dict[tuple[str, str], str] = {}
     graph_edges: list[tuple[str, str]] = []
     for edge in edges:
@@ -102,8 +117,8 @@ def structural_errors(nodes: list[Mapping[str, Any]], edges: list[Mapping[str, A
         source_type, target_type = types[source], types[target]
         if source_type is None or target_type is None or {source, target} & bad_config:
             continue  # the node's own error says why; its ports are unknowable
-        outputs = {p.name: p for p in source_type.output_ports(by_id[source].get("config", {}))}
-        inputs = {p.name: p for p in target_type.input_ports(by_id[target].get("config", {}))}
+        outputs = ports(source, "out")
+        inputs = ports(target, "in")
         out_port, in_port = outputs.get(edge["source_port"]), inputs.get(edge["target_port"])
         if out_port is None:
             _add(
