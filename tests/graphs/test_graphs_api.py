@@ -501,3 +501,16 @@ def test_node_items_that_are_not_objects_are_400(api_client):
 
     assert response.status_code == 400
     assert set(errors_of(response)) == {"nodes[0]", "nodes[1]"}
+
+
+def test_validate_reports_structural_errors_of_a_stored_graph_too(api_client, graph, monkeypatch):
+    # A graph saved while a type existed, read after it is gone (a removed plugin, say).
+    from graphs.registry import registry
+
+    monkeypatch.delitem(registry._types, "llm")
+    llm_id = graph.nodes[2]["id"]
+
+    body = api_client.post(f"{detail(graph.graph.id)}validate/").json()
+
+    assert body["valid"] is False
+    assert body["errors"][llm_id] == [{"field": "type", "message": "Unknown node type 'llm'."}]
