@@ -336,3 +336,15 @@ def test_body_held_open_after_done_does_not_hold_the_caller(fake_ollama, monkeyp
     assert items[0] == "hi"
     assert time.monotonic() - started < 2
     assert fake_ollama.wait_for_idle(timeout=3)  # that connection was not pooled
+
+
+def test_final_line_without_its_newline_still_completes(client, fake_ollama):
+    body = (
+        b'{"model":"llama3.2","message":{"role":"assistant","content":"ok"},"done":false}\n'
+        b'{"model":"llama3.2","message":{"role":"assistant","content":""},"done":true,'
+        b'"done_reason":"stop","eval_count":1}'
+    )
+    fake_ollama.enqueue(Behaviour(raw_stream=body))
+    *texts, usage = list(client.chat_stream(model="llama3.2", messages=HI))
+    assert texts == ["ok"]
+    assert usage.completion_tokens == 1
