@@ -195,7 +195,7 @@ class ResponseStream:
             if self.cancelled:
                 raise Cancelled("the stream was cancelled", provider=self.provider)
             try:
-                data = raw.read1(READ_SIZE)
+                data = raw.read1(READ_SIZE, decode_content=True)
             except (
                 urllib3.exceptions.ReadTimeoutError,
                 urllib3.exceptions.ProtocolError,
@@ -235,7 +235,7 @@ class ResponseStream:
             with contextlib.suppress(OSError):
                 self._socket.settimeout(DRAIN_TIMEOUT)
         try:
-            while self.response.raw.read1(READ_SIZE):
+            while self.response.raw.read1(READ_SIZE, decode_content=True):
                 pass
         except Exception:  # noqa: BLE001 - a failed drain only costs the connection
             with self._lock:

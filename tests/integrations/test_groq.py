@@ -3,6 +3,7 @@
 import json
 import threading
 import time
+import zlib
 
 import pytest
 
@@ -292,3 +293,20 @@ def test_client_cancel_during_a_stream_is_cancelled_not_interrupted(fake_groq):
     with pytest.raises(Cancelled):
         list(stream)
     assert time.monotonic() - started < 1.0
+
+
+def test_gzip_encoded_stream_is_decoded_as_it_arrives(client, fake_groq):
+    # requests asks for gzip by default; a proxy or CDN may compress an event stream.
+    plain = (
+        sse_chunk({"content": "squeezed"})
+        + sse_chunk({"content": " ✓"}, "stop", x_groq={"usage": {"completion_tokens": 2}})
+        + b"data: [DONE]\n\n"
+    )
+    compressor = zlib.compressobj(wbits=31)  # gzip framing
+    body = compressor.compress(plain) + compressor.flush()
+    fake_groq.enqueue(
+        Behaviour(raw_stream=body, byte_by_byte=True, headers={"Content-Encoding": "gzip"})
+    )
+    *texts, usage = list(client.chat_stream(model=MODEL, messages=HI))
+    assert "".join(texts) == "squeezed ✓"
+    assert usage.completion_tokens == 2
