@@ -2,8 +2,13 @@
 
 A message ``{"type": "execute", "execution": "<uuid>"}`` is a wake-up: the engine claims the
 run with a conditional update, so duplicates do nothing. Runs execute in this process's
-bounded pool; while ``WORKFLOW_MAX_CONCURRENT_EXECUTIONS`` runs are in flight the consumer
-stops reading, so queued messages stay in Redis for the other workers.
+bounded pool (``WORKFLOW_MAX_CONCURRENT_EXECUTIONS``).
+
+Channels' worker reads the channel into an unbounded in-process queue whatever the consumer is
+doing, so a busy worker would hoard messages that idle workers could run. A message that finds
+every slot taken waits up to ``REQUEUE_AFTER`` seconds for one and is otherwise sent back to the
+channel for another worker (a worker that dies holding messages loses only wake-ups: the
+recovery sweep re-dispatches runs still queued).
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from channels.consumer import AsyncConsumer
+from channels.exceptions import ChannelFull
 from django.conf import settings
 
 from workflows.engine import execution_run
+from workflows.executors import EXECUTE_CHANNEL
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +46,9 @@ def _run(execution_id: str) -> None:
         logger.exception("execution %s crashed its worker thread", execution_id)
 
 
+REQUEUE_AFTER = 0.5
+
+
 class ExecuteConsumer(AsyncConsumer):
     slots: asyncio.Semaphore | None = None
 
@@ -50,6 +60,15 @@ class ExecuteConsumer(AsyncConsumer):
             return
         if self.slots is None:
             self.slots = asyncio.Semaphore(settings.WORKFLOW_MAX_CONCURRENT_EXECUTIONS)
-        await self.slots.acquire()
+        try:
+            await asyncio.wait_for(self.slots.acquire(), timeout=REQUEUE_AFTER)
+        except TimeoutError:
+            try:
+                await self.channel_layer.send(EXECUTE_CHANNEL, message)
+            except ChannelFull:
+                logger.warning(
+                    "%s is full; %s waits for the recovery sweep", EXECUTE_CHANNEL, execution_id
+                )
+            return
         future = asyncio.get_running_loop().run_in_executor(_executor_pool(), _run, execution_id)
         future.add_done_callback(lambda _f: self.slots.release())
