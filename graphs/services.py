@@ -157,7 +157,7 @@ def graph_create(
     edge_docs = [_edge_doc(edge) for edge in edges]
     _raise_if({**_duplicate_ids(node_docs, "node"), **_duplicate_ids(edge_docs, "edge")})
     taken = _existing_owners(node_docs, edge_docs)
-    _raise_if({**_foreign_ids(taken.keys(), taken, None)})
+    _raise_if(_foreign_ids(taken.keys(), taken, None))
     _raise_if(structural_errors(node_docs, edge_docs))
 
     graph = Graph(owner=owner, name=name, description=description)
