@@ -247,7 +247,7 @@ def test_runworker_killed_mid_run_and_two_workers_share_the_load(
     assert execution.worker.split(":")[1] != killed_pid
 
     # Several runs at once spread over both live workers (one run at a time each).
-    fake_ollama.enqueue(*[Behaviour(first_token_delay=0.4) for _ in range(8)], path="/api/chat")
+    fake_ollama.enqueue(*[Behaviour(first_token_delay=1.5) for _ in range(8)], path="/api/chat")
     slow = build_graph(
         user,
         {
