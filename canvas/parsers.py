@@ -1,4 +1,4 @@
-"""Request parsing for the graphs API."""
+"""Request parsing for the whole API (DEFAULT_PARSER_CLASSES)."""
 
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser

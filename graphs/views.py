@@ -9,14 +9,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from canvas.exceptions import ApplicationError
 from graphs import selectors, services
 from graphs.models import Edge, Graph, Node
-from graphs.parsers import BoundedJSONParser
 from graphs.registry import registry
 from graphs.serializers import (
     EdgeSerializer,
@@ -100,7 +98,6 @@ class GraphViewSet(viewsets.GenericViewSet):
     """Your graphs. Another user's graph, a missing one and a malformed id all answer 404."""
 
     serializer_class = GraphSummarySerializer
-    parser_classes = [BoundedJSONParser, FormParser, MultiPartParser]
     lookup_value_regex = "[^/]+"
 
     def get_queryset(self):
@@ -172,7 +169,6 @@ class NestedViewSet(viewsets.GenericViewSet):
     # answers 404 even for a list (not an empty 200).
 
     lookup_value_regex = "[^/]+"
-    parser_classes = [BoundedJSONParser, FormParser, MultiPartParser]
 
     def graph(self):
         return selectors.graph_get_for_user(
