@@ -299,6 +299,16 @@ def _insert_node_runs(runs: list[RunState], now) -> None:
         run.stored = True
 
 
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
 def _json_size(value: Any) -> int:
     return len(json.dumps(value, default=str))
 
@@ -671,7 +681,12 @@ class ExecutionRunner:
         if not isinstance(outputs, dict):
             raise NodeError("The node returned something other than a mapping of ports.")
         limit = settings.WORKFLOW_MAX_OUTPUT_BYTES
-        size = _json_size(outputs)
+        dumped = json.dumps(outputs, default=str)
+        size = len(dumped)
+        if "\\u0000" in dumped:
+            # PostgreSQL cannot store NUL in jsonb (a binary HTTP body, a model's odd output):
+            # it becomes U+FFFD on every database alike.
+            outputs = _without_nul(outputs)
         if size > limit:
             raise NodeError(
                 f"Its output is {size} bytes, more than the limit of {limit} bytes.",
@@ -709,6 +724,7 @@ class ExecutionRunner:
         self._deliver(nid, outputs)
 
     def _fail_node(self, nid: str, message: str, *, code: str) -> None:
+        message = message.replace("\x00", "\ufffd")
         now = timezone.now()
         run = self._node_run(nid)
         run.status = NodeRunStatus.FAILED

@@ -2,11 +2,17 @@
 
 from rest_framework import serializers
 
+from graphs.serializers import check_json
 from workflows.models import Execution, ExecutionEvent, ExecutionStatus, NodeRun
 
 
 class ExecutionCreateSerializer(serializers.Serializer):
     inputs = serializers.DictField(required=False, default=dict)
+
+    def validate_inputs(self, value):
+        # NUL characters (PostgreSQL refuses them), non-finite numbers, absurd nesting: 400.
+        check_json(value)
+        return value
 
 
 class ExecutionFilterSerializer(serializers.Serializer):

@@ -115,6 +115,9 @@ class Target(FakeServer):
                 handler.write_chunk(b"x")
             handler.end_chunked()
             return
+        if request.path.startswith("/nul"):
+            handler.send_bytes(200, b"bin\x00ary", "application/octet-stream")
+            return
         if request.path.startswith("/text"):
             handler.send_bytes(200, b"plain words", "text/plain; charset=utf-8")
             return

@@ -188,3 +188,17 @@ def test_detail_and_list_query_counts(api_client, graph, django_assert_max_num_q
     # token lookup + count + page
     with django_assert_max_num_queries(3):
         api_client.get("/api/executions/")
+
+
+def test_hostile_inputs_answer_400(api_client, graph):
+    response = start(api_client, graph, {"who": "a\u0000b"})
+    assert response.status_code == 400
+    assert "NUL" in str(response.json())
+    deep = "[" * 5000 + "]" * 5000
+    response = api_client.post(
+        f"/api/graphs/{graph.id}/executions/",
+        data='{"inputs": {"who": ' + deep + "}}",
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert not Execution.objects.exists()

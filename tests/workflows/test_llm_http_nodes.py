@@ -310,3 +310,20 @@ def test_http_get_cache_only_when_turned_on(user, target):
     assert len(target.requests) == 3
     assert runs_by_key(cached, second)["http"].status == "cached"
     assert Execution.objects.filter(status="succeeded").count() == 4
+
+
+def test_nul_characters_in_outputs_are_stored_on_every_database(user, target):
+    execution = run_graph(http_graph(user, {"url": target.url + "/nul?q={q}"}))
+    assert execution.status == "succeeded", execution.error
+    assert execution.outputs["body"] == "bin\ufffdary"
+
+
+def test_outputs_over_the_size_limit_fail_the_node(user, ollama, settings):
+    settings.WORKFLOW_MAX_OUTPUT_BYTES = 40
+    execution = run_graph(llm_graph(user))
+    assert execution.status == "failed"
+    assert "exceeded the size limit of 40 bytes" in execution.error
+    graph = build_graph(user, {"t": ("text", {"text": "x" * 50})})
+    execution = run_graph(graph)
+    assert execution.status == "failed"
+    assert "more than the limit of 40 bytes" in execution.error
