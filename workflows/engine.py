@@ -467,6 +467,17 @@ class ExecutionRunner:
         self.resumed = resumed
         if not resumed:
             self.log.add("execution.started", {"status": ExecutionStatus.RUNNING})
+        for nid, run in self.existing.items():
+            if run.status == NodeRunStatus.FAILED and self.stop is None and nid in self.nodes:
+                # The failure was written before the worker died: the run ends failed.
+                node = self.nodes[nid]
+                label = node.get("label") or node["type"]
+                self.status[nid] = NodeRunStatus.FAILED
+                self.stop = (
+                    "failure",
+                    nid,
+                    f"Node '{label}' ({node['type']}, {nid}) failed: {run.error}",
+                )
         if execution.cancel_requested:
             self.cancel_event.set()
 
@@ -992,7 +1003,17 @@ class ExecutionRunner:
                 del self.inflight[nid]
                 self._cancel_node(nid)
         now = timezone.now()
-        # Nodes never reached end cancelled: the run stopped before them.
+        # Nodes never reached end cancelled: the run stopped before them. Node runs a previous
+        # worker finished keep their state.
+        for nid, run in self.existing.items():
+            if nid not in self.status and run.status in (
+                NodeRunStatus.SUCCEEDED,
+                NodeRunStatus.CACHED,
+                NodeRunStatus.SKIPPED,
+                NodeRunStatus.FAILED,
+            ):
+                self.status[nid] = run.status
+                self.outputs[nid] = run.outputs or {}
         for nid in self.nodes:
             if nid not in self.status or self.status[nid] in (
                 NodeRunStatus.PENDING,

@@ -131,3 +131,51 @@ def test_concurrent_runs_never_see_database_is_locked(user, sleep_node, settings
     assert sorted(e.outputs["o"] for e in executions) == sorted(f"<{i}>" for i in range(40))
     reset_executor()
     assert connection.vendor in ("sqlite", "postgresql")
+
+
+def test_a_failure_written_before_the_worker_died_ends_the_resumed_run_failed(user):
+    from workflows.engine import execution_run
+
+    graph = build_graph(
+        user,
+        {
+            "in": ("input", {"name": "doc"}),
+            "ex": ("extract", {"path": "missing"}),
+            "tpl": ("template", {"template": "{x}"}),
+            "out": ("output", {"name": "o"}),
+        },
+        [
+            ("in", "value", "ex", "data"),
+            ("ex", "value", "tpl", "x"),
+            ("tpl", "text", "out", "value"),
+        ],
+    )
+    execution = run_graph(graph, {"doc": {"other": 1}})
+    assert execution.status == "failed"
+    error = execution.error
+    # Rewind to the moment after the failure's batch was written, before the final one: the
+    # worker died there.
+    execution.events.filter(event="execution.failed").delete()
+    execution.node_runs.filter(status="cancelled").delete()
+    Execution.objects.filter(pk=execution.pk).update(
+        status="running",
+        error="",
+        finished_at=None,
+        heartbeat_at=timezone.now() - timedelta(seconds=60),
+        worker="dead",
+    )
+    assert execution_run(execution.id) == "failed"
+    execution.refresh_from_db()
+    assert execution.error == error
+    statuses = {r.node_type: r.status for r in execution.node_runs.all()}
+    assert statuses == {
+        "input": "succeeded",
+        "extract": "failed",
+        "template": "cancelled",
+        "output": "cancelled",
+    }
+    events = events_of(execution)
+    assert [seq for seq, _, _ in events] == list(range(1, len(events) + 1))
+    names = [e for _, e, _ in events]
+    assert names.count("execution.failed") == 1
+    assert names.count("node.started") == 2  # input and extract, once each
