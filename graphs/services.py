@@ -20,6 +20,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from canvas.exceptions import ApplicationError
+from graphs.events import GraphEvent, graph_events_publish_on_commit
 from graphs.models import Edge, Graph, Node
 from graphs.selectors import (
     EDGE_VALUES,
@@ -130,14 +131,23 @@ def _new_errors(before: ErrorMap, after: ErrorMap) -> ErrorMap:
     return new
 
 
-def _bump(graph: Graph, **fields: Any) -> None:
-    """Raise the version (call while holding the graph's row lock)."""
+def _bump(graph: Graph, *, events: list[GraphEvent], **fields: Any) -> None:
+    """Raise the version and publish ``events`` on commit (call holding the row lock)."""
     now = timezone.now()
     Graph.objects.filter(pk=graph.pk).update(version=F("version") + 1, updated_at=now, **fields)
     graph.version += 1
     graph.updated_at = now
     for name, value in fields.items():
         setattr(graph, name, value)
+    graph_events_publish_on_commit(graph=graph, events=events)
+
+
+def _graph_updated(graph: Graph, *, replaced: bool) -> GraphEvent:
+    """``graph.updated``; ``replaced`` says nodes or edges changed too (refetch them)."""
+    return (
+        "graph.updated",
+        {"name": graph.name, "description": graph.description, "replaced": replaced},
+    )
 
 
 # --- graphs ----------------------------------------------------------------------------------
@@ -269,7 +279,13 @@ def graph_replace(
 
     changed = stale_edges or stale_nodes or new_nodes or changed_nodes or new_edges
     if changed or (name, description) != (graph.name, graph.description):
-        _bump(graph, name=name, description=description)
+        graph.name, graph.description = name, description
+        _bump(
+            graph,
+            name=name,
+            description=description,
+            events=[_graph_updated(graph, replaced=bool(changed))],
+        )
     return SavedGraph(graph=graph, nodes=node_docs, edges=edge_docs)
 
 
@@ -284,13 +300,14 @@ def graph_update(*, user, graph_id: Any, **fields: Any) -> Graph:
     for name, value in fields.items():
         setattr(graph, name, value)
     graph.full_clean()
-    _bump(graph, **fields)
+    _bump(graph, events=[_graph_updated(graph, replaced=False)], **fields)
     return graph
 
 
 @transaction.atomic
 def graph_delete(*, user, graph_id: Any) -> None:
     graph = graph_get_for_user(user=user, graph_id=graph_id, lock=True)
+    graph_events_publish_on_commit(graph=graph, events=[("graph.deleted", {})])
     graph.delete()
 
 
@@ -298,7 +315,7 @@ def graph_delete(*, user, graph_id: Any) -> None:
 def graph_touch(*, graph: Graph) -> None:
     """Bump the version after a change made outside these services (the admin's forms)."""
     locked = Graph.objects.select_for_update().get(pk=graph.pk)
-    _bump(locked)
+    _bump(locked, events=[_graph_updated(locked, replaced=True)])
     graph.version, graph.updated_at = locked.version, locked.updated_at
 
 
@@ -349,7 +366,7 @@ def node_create(*, user, graph_id: Any, data: Mapping[str, Any]) -> dict[str, An
     nodes, edges = graph_nodes_and_edges(graph=graph)
     _check_change((nodes, edges), ([*nodes, doc], edges))
     _node_row(graph, doc).save(force_insert=True)
-    _bump(graph)
+    _bump(graph, events=[("node.created", {"node": doc})])
     return doc
 
 
@@ -367,7 +384,7 @@ def node_update(*, user, graph_id: Any, node_id: Any, data: Mapping[str, Any]) -
         row = _node_row(graph, doc)
         row.created_at = node.created_at
         row.save(force_update=True)
-        _bump(graph)
+        _bump(graph, events=[("node.updated", {"node": doc})])
     return doc
 
 
@@ -376,8 +393,11 @@ def node_delete(*, user, graph_id: Any, node_id: Any) -> None:
     """Delete a node and every edge touching it."""
     graph = graph_get_for_user(user=user, graph_id=graph_id, lock=True)
     node = node_get(graph=graph, node_id=node_id)
+    edge_ids = Edge.objects.filter(Q(source=node) | Q(target=node)).values_list("id", flat=True)
+    events = [("edge.deleted", {"edge": {"id": str(edge_id)}}) for edge_id in edge_ids]
+    events.append(("node.deleted", {"node": {"id": str(node.pk)}}))
     node.delete()
-    _bump(graph)
+    _bump(graph, events=events)
 
 
 @transaction.atomic
@@ -389,7 +409,7 @@ def edge_create(*, user, graph_id: Any, data: Mapping[str, Any]) -> dict[str, An
     nodes, edges = graph_nodes_and_edges(graph=graph)
     _check_change((nodes, edges), (nodes, [*edges, doc]))
     _edge_row(graph, doc).save(force_insert=True)
-    _bump(graph)
+    _bump(graph, events=[("edge.created", {"edge": doc})])
     return doc
 
 
@@ -407,12 +427,14 @@ def edge_update(*, user, graph_id: Any, edge_id: Any, data: Mapping[str, Any]) -
         row = _edge_row(graph, doc)
         row.created_at = edge.created_at
         row.save(force_update=True)
-        _bump(graph)
+        _bump(graph, events=[("edge.updated", {"edge": doc})])
     return doc
 
 
 @transaction.atomic
 def edge_delete(*, user, graph_id: Any, edge_id: Any) -> None:
     graph = graph_get_for_user(user=user, graph_id=graph_id, lock=True)
-    edge_get(graph=graph, edge_id=edge_id).delete()
-    _bump(graph)
+    edge = edge_get(graph=graph, edge_id=edge_id)
+    event = ("edge.deleted", {"edge": {"id": str(edge.pk)}})
+    edge.delete()
+    _bump(graph, events=[event])

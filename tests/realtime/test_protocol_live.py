@@ -173,3 +173,28 @@ def test_cancel_over_the_socket(served, module_ollama, user):
         ws.send(json.dumps({"type": "execution.cancel", "execution": execution_id}))
         frames = events_until_final(ws, timeout=5)
     assert frames[-1]["event"] == "execution.cancelled"
+
+
+# --- graphs ----------------------------------------------------------------------------------
+
+
+def test_graph_change_over_rest_is_broadcast_to_two_sockets(served, user):
+    graph = build_graph(user, {"t": ("text", {"text": "x"})}, [], name="shared")
+    topic = f"graph:{graph.id}"
+    url = ws_url(served, f"?token={token_of(user)}")
+    with connect(url) as first, connect(url) as second:
+        for ws in (first, second):
+            ws.send(json.dumps({"type": "subscribe", "topic": topic}))
+            assert recv(ws)["snapshot"] == {"version": graph.version}
+        response = requests.post(
+            f"{served}/api/graphs/{graph.id}/nodes/",
+            json={"type": "text", "label": "new", "config": {"text": "y"}},
+            headers={"Authorization": f"Token {token_of(user)}"},
+            timeout=10,
+        )
+        assert response.status_code == 201, response.text
+        for ws in (first, second):
+            frame = recv(ws)
+            assert (frame["event"], frame["topic"]) == ("node.created", topic)
+            assert frame["data"]["node"]["id"] == response.json()["id"]
+            assert frame["seq"] == graph.version + 1
