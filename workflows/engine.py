@@ -462,6 +462,7 @@ class ExecutionRunner:
         self._cache_rows: list[tuple] = []
         self.ready: deque[str] = deque(nid for nid, n in self.remaining.items() if n == 0)
         self.io_waiting: deque[str] = deque()
+        self.ready_at: dict[str, Any] = {}  # when a slow node started waiting for a slot
         self.inflight: dict[str, tuple[NodeContext, float | None]] = {}
         self.stop: tuple[str, str | None, str] | None = None  # (kind, node id, message)
         self.resumed = resumed
@@ -479,7 +480,10 @@ class ExecutionRunner:
                     f"Node '{label}' ({node['type']}, {nid}) failed: {run.error}",
                 )
         if execution.cancel_requested:
+            # Cancelled while its worker was gone (or before the claim): end it at once.
             self.cancel_event.set()
+            if self.stop is None:
+                self.stop = ("cancel", None, "Cancelled.")
 
     # --- main loop --------------------------------------------------------------------------
 
@@ -529,6 +533,7 @@ class ExecutionRunner:
                     continue
                 if getattr(self.types[nid], "blocking", False):
                     self.io_waiting.append(nid)
+                    self.ready_at[nid] = timezone.now()
                     continue
                 self._run_inline(nid)
                 progressed = True
@@ -669,7 +674,7 @@ class ExecutionRunner:
         run.status = NodeRunStatus.RUNNING
         run.inputs = inputs
         run.attempts = (run.attempts or 0) + 1
-        run.started_at = now
+        run.queued_at = run.started_at = now
         run.cache_key = key
         self.status[nid] = NodeRunStatus.RUNNING
         self.log.add("node.started", self._event_data(nid, "running", attempt=run.attempts), ts=now)
@@ -837,6 +842,7 @@ class ExecutionRunner:
         else:
             run.attempts = (run.attempts or 0) + 1
             run.started_at = now
+            run.queued_at = self.ready_at.pop(nid, now)
             self.log.add(
                 "node.started", self._event_data(nid, "running", attempt=run.attempts), ts=now
             )

@@ -179,3 +179,25 @@ def test_a_failure_written_before_the_worker_died_ends_the_resumed_run_failed(us
     names = [e for _, e, _ in events]
     assert names.count("execution.failed") == 1
     assert names.count("node.started") == 2  # input and extract, once each
+
+
+def test_a_run_cancelled_while_its_worker_was_gone_ends_cancelled_on_recovery(user):
+    from workflows.engine import execution_run
+
+    graph = build_graph(
+        user,
+        {"t": ("text", {"text": "x"}), "o": ("output", {"name": "o"})},
+        [("t", "text", "o", "value")],
+    )
+    execution = execution_create(user=user, graph=graph, inputs={}, dispatch=False)
+    Execution.objects.filter(pk=execution.pk).update(
+        status="running",
+        worker="dead",
+        cancel_requested=True,
+        heartbeat_at=timezone.now() - timedelta(seconds=60),
+    )
+    assert execution_run(execution.id) == "cancelled"
+    execution.refresh_from_db()
+    assert execution.status == "cancelled"
+    assert set(execution.node_runs.values_list("status", flat=True)) == {"cancelled"}
+    assert [e for _, e, _ in events_of(execution)][-1] == "execution.cancelled"
