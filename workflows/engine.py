@@ -516,9 +516,11 @@ class ExecutionRunner:
         now = time.monotonic()
         wait = min(CANCEL_POLL_INTERVAL, settings.WORKFLOW_HEARTBEAT_INTERVAL)
         wait = min(wait, self.exec_deadline - now)
-        for _ctx, deadline in self.inflight.values():
+        for ctx, deadline in self.inflight.values():
             if deadline is not None:
                 wait = min(wait, deadline - now)
+            if ctx.tokens is not None and ctx.tokens.holding:
+                wait = min(wait, ctx.tokens.interval)
         return max(0.001, wait)
 
     def _advance(self) -> None:
@@ -565,6 +567,8 @@ class ExecutionRunner:
             limit = settings.WORKFLOW_EXECUTION_TIMEOUT
             self.stop = ("timeout", None, f"The execution timed out after {limit:g} s.")
         for nid, (ctx, deadline) in list(self.inflight.items()):
+            if ctx.tokens is not None:
+                ctx.tokens.flush_if_due()
             if deadline is not None and now >= deadline and self.stop is None:
                 ctx.cancel()
                 seconds = self._node_timeout(nid)

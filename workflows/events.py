@@ -213,6 +213,17 @@ class TokenStream:
         with self._lock:
             self._send_locked()
 
+    def flush_if_due(self) -> None:
+        """Send text held back longer than the window (the model paused after a burst)."""
+        if self._buffer and time.monotonic() - self._last >= self.interval:
+            with self._lock:
+                if self._buffer and time.monotonic() - self._last >= self.interval:
+                    self._send_locked()
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._buffer)
+
     def restart(self) -> None:
         with self._lock:
             self._buffer = []

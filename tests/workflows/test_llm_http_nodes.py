@@ -327,3 +327,24 @@ def test_outputs_over_the_size_limit_fail_the_node(user, ollama, settings):
     execution = run_graph(graph)
     assert execution.status == "failed"
     assert "more than the limit of 40 bytes" in execution.error
+
+
+def test_held_back_tokens_go_out_when_the_model_pauses(user, ollama):
+    # A burst of five tokens within the 20 ms window, then the model stalls.
+    ollama.enqueue(
+        Behaviour(reply="a b c d e f g", token_interval=0.001, stall_after=5, stall_for=3),
+        path="/api/chat",
+    )
+    graph = llm_graph(user)
+    texts = []
+    execution = execution_create(user=user, graph=graph, inputs={})
+    with events_listen(
+        execution_id=execution.id,
+        callback=lambda m: m["event"] == "node.token" and texts.append(m["data"]["text"]),
+    ):
+        deadline = time.monotonic() + 5
+        while "".join(texts) != "a b c d e" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "".join(texts) == "a b c d e"  # all of the burst, during the stall
+        execution_cancel(execution=execution)
+        wait_for(execution)
