@@ -177,6 +177,73 @@ def bench_api(owner, length: int, repeat: int) -> None:
     )
 
 
+def bench_daphne(owner, length: int, repeat: int) -> None:
+    """The same through a live Daphne on loopback (the inline executor in its process)."""
+    import socket
+    import subprocess
+
+    import requests
+    from rest_framework.authtoken.models import Token
+
+    graph = chain(owner, length)
+    token, _ = Token.objects.get_or_create(user=owner)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    daphne = subprocess.Popen(  # noqa: S603 - our own server, fixed arguments
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "canvas.asgi:application",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "WORKFLOW_BACKGROUND": "0"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or daphne.poll() is not None:
+                    raise RuntimeError("daphne did not start") from None
+                time.sleep(0.1)
+        session = requests.Session()
+        session.headers["Authorization"] = f"Token {token.key}"
+        base = f"http://127.0.0.1:{port}/api"
+        spans, walls = [], []
+        for _ in range(repeat):
+            NodeOutputCache.objects.all().delete()
+            started = time.perf_counter()
+            body = session.post(
+                f"{base}/graphs/{graph.id}/executions/", json={"inputs": {}}, timeout=30
+            ).json()
+            while body["status"] in ("queued", "running"):
+                time.sleep(0.002)
+                body = session.get(f"{base}/executions/{body['id']}/", timeout=30).json()
+            walls.append((time.perf_counter() - started) * 1000)
+            assert body["status"] == "succeeded", body["error"]
+            execution = Execution.objects.get(pk=body["id"])
+            spans.append((execution.finished_at - execution.queued_at).total_seconds() * 1000)
+    finally:
+        daphne.terminate()
+        daphne.wait(timeout=10)
+    median = statistics.median(spans)
+    print(
+        f"| Daphne, {length}-node chain, queued_at → finished_at | {median:.1f} ms | "
+        f"{median / length:.3f} ms/node; POST to a finished GET {statistics.median(walls):.1f}"
+        " ms |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
@@ -202,6 +269,7 @@ def main() -> None:
     print("|---|---|---|")
     bench_throughput(owner, 500)
     bench_api(owner, 200, args.repeat + 2)
+    bench_daphne(owner, 200, args.repeat + 2)
 
 
 if __name__ == "__main__":
