@@ -27,6 +27,7 @@ from canvas import realtime
 from canvas.exceptions import ApplicationError
 from canvas.publisher import publish
 from chat import runner, selectors, services
+from chat.models import Message
 
 logger = logging.getLogger(__name__)
 
@@ -81,15 +82,9 @@ async def chat_send(consumer, message: dict[str, Any]) -> None:
     conversation_id = selectors.parse_id(_conversation_field(message), what="conversation")
     request_id = message.get("request_id")
     content = message.get("content")
-    try:
-        turn = await database_sync_to_async(services.message_begin)(
-            user=consumer.user, conversation_id=conversation_id, content=content
-        )
-    except ApplicationError as exc:
-        if exc.errors and exc.code == "invalid":
-            # A field error keeps its words; the socket's error has no field map.
-            raise ApplicationError(exc.message, code="invalid") from exc
-        raise
+    turn = await database_sync_to_async(services.message_begin)(
+        user=consumer.user, conversation_id=conversation_id, content=content
+    )
     _spawn(_stream(consumer, turn, request_id))
 
 
@@ -103,24 +98,46 @@ async def _stream(consumer, turn: services.Turn, request_id: Any) -> None:
     def emit(frame: dict[str, Any]) -> None:  # runs in the streaming thread
         loop.call_soon_threadsafe(frames.put_nowait, frame)
 
-    def run() -> None:
+    def run() -> Message | None:
         try:
-            runner.reply_run_in_thread(turn=turn, emit=emit, request_id=request_id)
+            return runner.reply_run_in_thread(turn=turn, emit=emit, request_id=request_id)
         finally:
             loop.call_soon_threadsafe(frames.put_nowait, _DONE)
+
+    async def to_sender(frame: dict[str, Any]) -> None:
+        # A subscribed sender gets the frame through the group: send it only once.
+        if topic in getattr(consumer, "subscriptions", {}):
+            return
+        try:
+            await consumer.send_json(frame)
+        except Exception:  # the sender's socket closed; the others still get the frames
+            logger.debug("chat frame not sent to a closed socket", exc_info=True)
 
     future = loop.run_in_executor(runner.executor(), run)
     while (frame := await frames.get()) is not _DONE:
         publish(group, realtime.frame_message(topic=topic, frame=frame))
-        if topic not in getattr(consumer, "subscriptions", {}):
-            try:
-                await consumer.send_json(frame)
-            except Exception:  # the sender's socket closed; the others still get the frames
-                logger.debug("chat frame not sent to a closed socket", exc_info=True)
+        await to_sender(frame)
     try:
-        await future
+        stored = await future
     except Exception:
         logger.exception("chat reply thread failed")
+        stored = None
+    if stored is None:
+        # Another outcome won: a cancel gave the reply up (its chat.done went to the group,
+        # which an unsubscribed sender does not hear) or the conversation was deleted.
+        await to_sender(await database_sync_to_async(_final_frame)(turn, request_id))
+
+
+def _final_frame(turn: services.Turn, request_id: Any) -> dict[str, Any]:
+    message = Message.objects.filter(pk=turn.assistant_message.pk).first()
+    if message is None:
+        return {
+            "type": "error",
+            "code": "not_found",
+            "message": "The conversation was deleted.",
+            "request_id": request_id,
+        }
+    return runner.done_frame(message=message, request_id=request_id)
 
 
 @realtime.message_handler("chat.cancel")

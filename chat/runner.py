@@ -8,7 +8,8 @@ It hands each frame to ``emit`` (``chat.token`` with an increasing ``index``, th
 Cancelling: ``cancel_local`` stops a reply this process runs at once (the stream's socket is
 shut down, which wakes a blocked read). A ``chat.cancel`` handled by another process sets the
 message's ``cancel_requested``; one watcher thread per process polls those flags for the replies
-it runs every ``CHAT_CANCEL_POLL_SECONDS`` and cancels them locally.
+it runs every ``CHAT_CANCEL_POLL_SECONDS`` and cancels them locally (a reply whose conversation
+was deleted stops the same way).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class _Running:
 
     def __init__(self):
         self.cancelled = threading.Event()
+        # The watcher saw the row once (so its absence later means it was deleted, not that
+        # the transaction that wrote it is not visible yet).
+        self.seen = False
         self._stream = None
         self._lock = threading.Lock()
 
@@ -106,11 +110,20 @@ class Registry:
                 ids = list(self._running)
             try:
                 close_old_connections()
-                wanted = list(
-                    Message.objects.filter(pk__in=ids, cancel_requested=True).values_list(
-                        "pk", flat=True
-                    )
+                flags = dict(
+                    Message.objects.filter(pk__in=ids).values_list("pk", "cancel_requested")
                 )
+                wanted = []
+                for pk in ids:
+                    running = self._running.get(pk)
+                    if running is None:
+                        continue
+                    if pk in flags:
+                        running.seen = True
+                        if flags[pk]:
+                            wanted.append(pk)  # asked to stop
+                    elif running.seen:
+                        wanted.append(pk)  # gone with its conversation: nobody sees the rest
             except Exception:  # a database hiccup must not end the watcher
                 logger.exception("chat cancel watcher could not read cancel flags")
                 wanted = []

@@ -378,3 +378,47 @@ async def test_subscribe_mid_stream_lists_the_streaming_reply(sock, sock2, conve
     frames = await until_done(sock2)
     assert frames[-1]["message"]["status"] == "complete"
     await until_done(sock)
+
+
+async def test_deleting_the_conversation_mid_stream_ends_the_senders_stream(
+    sock, conversation, ollama
+):
+    ollama.enqueue(Behaviour(reply=LONG_REPLY, token_interval=0.05))
+    await sock.send_json_to(send_frame(conversation))
+    await sock.receive_json_from(timeout=5)
+
+    await database_sync_to_async(conversation.delete)()
+    frames = await until_done(sock)
+
+    assert frames[-1] == {
+        "type": "error",
+        "code": "not_found",
+        "message": "The conversation was deleted.",
+        "request_id": "r1",
+    }
+
+
+async def test_cancel_before_the_provider_answers_at_all(
+    sock, sock2, conversation, ollama, settings
+):
+    # The provider holds back even its response headers (a model loading): the stream cannot
+    # be interrupted yet, so the cancel gives the reply up after the grace period and the
+    # subscribers hear it then; the sender gets its own chat.done once the call returns.
+    settings.CHAT_CANCEL_POLL_SECONDS = 0.05
+    ollama.enqueue(Behaviour(delay=2.5))
+    await subscribe(sock2, conversation)
+    await sock.send_json_to(send_frame(conversation))
+    await asyncio.sleep(0.2)
+
+    started = time.monotonic()
+    await sock.send_json_to({"type": "chat.cancel", "conversation": str(conversation.pk)})
+    given_up = await until_done(sock2, timeout=5)
+    assert time.monotonic() - started < 2.0
+    assert given_up[-1]["message"]["status"] == "cancelled"
+    assert given_up[-1]["request_id"] is None
+
+    mine = await until_done(sock, timeout=5)
+    assert [f["type"] for f in mine] == ["chat.done"]
+    assert mine[0]["request_id"] == "r1"
+    assert mine[0]["message"]["status"] == "cancelled"
+    assert await sock2.receive_nothing(timeout=0.3)  # the late runner stored nothing more

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from canvas.exceptions import ApplicationError
@@ -105,6 +106,8 @@ class Command(BaseCommand):
             )
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
+        except ValidationError as exc:
+            raise CommandError("; ".join(exc.messages)) from exc
 
     def _reply(self, turn: services.Turn) -> None:
         def emit(frame):
