@@ -348,3 +348,14 @@ def test_held_back_tokens_go_out_when_the_model_pauses(user, ollama):
         assert "".join(texts) == "a b c d e"  # all of the burst, during the stall
         execution_cancel(execution=execution)
         wait_for(execution)
+
+
+def test_a_stalled_llm_call_times_out_and_its_connection_is_closed(user, ollama, settings):
+    settings.WORKFLOW_NODE_TIMEOUT = 0.6
+    ollama.enqueue(Behaviour(stall_after=2, stall_for=10), path="/api/chat")
+    started = time.monotonic()
+    execution = run_graph(llm_graph(user))
+    assert time.monotonic() - started < 2.5
+    assert execution.status == "failed"
+    assert "timed out after 0.6 s" in execution.error
+    assert ollama.wait_for_idle(timeout=1.0)
