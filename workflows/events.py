@@ -15,6 +15,7 @@ thread reach subscribers in ``seq`` order.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -41,6 +42,7 @@ EVENT_COLUMNS = (
     ("ts", DATETIME),
 )
 
+logger = logging.getLogger(__name__)
 Listener = Callable[[dict[str, Any]], None]
 _listeners: dict[str, list[Listener]] = {}
 _listeners_lock = threading.Lock()
@@ -79,7 +81,11 @@ def _publish(execution_id, message: dict[str, Any]) -> None:
         with _listeners_lock:
             callbacks = list(_listeners.get(str(execution_id), ()))
         for callback in callbacks:
-            callback(message)
+            try:
+                callback(message)
+            except Exception:
+                # An observer's bug must not fail the run whose events it watches.
+                logger.exception("execution event listener failed")
 
 
 def _message_for(row: ExecutionEvent) -> dict[str, Any]:
@@ -104,7 +110,9 @@ def _publish_rows_on_commit(execution_id, rows: list[ExecutionEvent]) -> None:
         for message in messages:
             _publish(execution_id, message)
 
-    transaction.on_commit(send)
+    # robust: the rows are committed; a failing publish is logged, never raised into the
+    # engine (subscribers backfill from the database by seq).
+    transaction.on_commit(send, robust=True)
 
 
 @transaction.atomic
