@@ -522,3 +522,20 @@ def test_message_list_query_count_is_constant(
     # without a cursor: one query fewer
     with django_assert_num_queries(4):
         api_client.get(url(conversation, "messages/"), {"page_size": page_size})
+
+
+def test_the_provider_gets_the_trimmed_history(api_client, conversation, ollama, settings):
+    ollama.enqueue(Behaviour(reply="r1 " * 10), Behaviour(reply="r2"), Behaviour(reply="r3"))
+    send(api_client, conversation, "q1")
+    send(api_client, conversation, "q2")
+    # "Be brief." (9) + "q3" (2) + "r2" (2) + "q2" (2) = 15 fits; "r1 r1 …" (30) does not.
+    settings.CHAT_CONTEXT_MAX_CHARS = 20
+
+    send(api_client, conversation, "q3")
+
+    assert ollama.requests[-1].json()["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "q2"},
+        {"role": "assistant", "content": "r2"},
+        {"role": "user", "content": "q3"},
+    ]
