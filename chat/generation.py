@@ -1,10 +1,10 @@
 """The provider call behind a chat reply, and its failures in words a user understands.
 
-``open_stream`` builds the conversation's client (Groq with the owner's key) and starts a
-``ChatStream`` (``integrations.completions``): text chunks, then one ``Usage``; ``cancel()``
-from any thread. ``describe_error`` turns what can go wrong into the ``error`` a failed
-message stores: ``{"code", "message", "provider", "retry_after"?}``, the message saying what
-happened and what fixes it.
+``client_for`` builds the conversation's client (Groq with the owner's key; close it after the
+reply) and ``open_stream`` starts a ``ChatStream`` (``integrations.completions``): text chunks,
+then one ``Usage``; ``cancel()`` from any thread. ``describe_error`` turns what can go wrong
+into the ``error`` a failed message stores: ``{"code", "message", "provider",
+"retry_after"?}``, the message saying what happened and what fixes it.
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ def client_for(*, conversation: Conversation):
     return OllamaClient()
 
 
-def open_stream(*, conversation: Conversation, messages: list[dict[str, str]]) -> ChatStream:
+def open_stream(
+    *, client, conversation: Conversation, messages: list[dict[str, str]]
+) -> ChatStream:
     """Start streaming a reply to ``messages``; raises what ``describe_error`` describes."""
-    client = client_for(conversation=conversation)
     params = {k: conversation.options[k] for k in OPTION_KEYS if k in (conversation.options or {})}
     return client.chat_stream(model=conversation.model, messages=messages, **params)
 

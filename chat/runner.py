@@ -176,14 +176,17 @@ def reply_run(*, turn: Turn, emit: Emit, request_id: Any = None) -> Message | No
     message_id = turn.assistant_message.pk
     conversation = turn.conversation
     running = registry.add(message_id)
-    stream = None
+    client = None
     text = ""
     message: Message | None = None
     try:
         try:
             if running.cancelled.is_set():
                 raise errors.Cancelled("cancelled before the call", provider=conversation.provider)
-            stream = generation.open_stream(conversation=conversation, messages=turn.context)
+            client = generation.client_for(conversation=conversation)
+            stream = generation.open_stream(
+                client=client, conversation=conversation, messages=turn.context
+            )
             running.attach(stream)
             index = 0
             for item in stream:
@@ -210,8 +213,8 @@ def reply_run(*, turn: Turn, emit: Emit, request_id: Any = None) -> Message | No
             message = services.reply_fail(message_id=message_id, error=error, content=text)
     finally:
         registry.remove(message_id)
-        if stream is not None:
-            stream.close()
+        if client is not None:
+            client.close()  # the stream closed itself when its iteration ended
     if message is not None:
         emit(done_frame(message=message, request_id=request_id))
     return message
