@@ -109,17 +109,5 @@ def _cursor_position(*, conversation: Conversation, value: Any, field: str) -> i
     return position
 
 
-def message_history(*, conversation: Conversation, up_to_position: int) -> list[Message]:
-    """The messages a reply may see: user messages and finished assistant replies (a cancelled
-    reply is what the user saw, so it stays), up to and including ``up_to_position``.
-    Failed and still-streaming replies carry no text the model wrote, so they are left out.
-    """
-    return list(
-        Message.objects.filter(conversation=conversation, position__lte=up_to_position)
-        .exclude(status__in=[Message.Status.FAILED, Message.Status.STREAMING])
-        .order_by("position")
-    )
-
-
 def message_streaming_for_conversation(*, conversation: Conversation) -> QuerySet[Message]:
     return Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING)
