@@ -25,6 +25,7 @@ from django.conf import settings
 
 from canvas import realtime
 from canvas.exceptions import ApplicationError
+from canvas.ids import parse_id
 from canvas.publisher import publish
 from chat import runner, selectors, services
 from chat.models import Message
@@ -79,7 +80,7 @@ def _conversation_field(message: dict[str, Any]) -> Any:
 
 @realtime.message_handler("chat.send")
 async def chat_send(consumer, message: dict[str, Any]) -> None:
-    conversation_id = selectors.parse_id(_conversation_field(message), what="conversation")
+    conversation_id = parse_id(_conversation_field(message), what="conversation")
     request_id = message.get("request_id")
     content = message.get("content")
     turn = await database_sync_to_async(services.message_begin)(
@@ -142,7 +143,7 @@ def _final_frame(turn: services.Turn, request_id: Any) -> dict[str, Any]:
 
 @realtime.message_handler("chat.cancel")
 async def chat_cancel(consumer, message: dict[str, Any]) -> None:
-    conversation_id = selectors.parse_id(_conversation_field(message), what="conversation")
+    conversation_id = parse_id(_conversation_field(message), what="conversation")
     ids = await database_sync_to_async(services.reply_cancel_request)(
         user=consumer.user, conversation_id=conversation_id
     )

@@ -9,17 +9,8 @@ from typing import Any
 from django.db.models import QuerySet
 
 from canvas.exceptions import ApplicationError, NotFoundError
+from canvas.ids import parse_id
 from chat.models import Conversation, Message
-
-
-def parse_id(value: Any, *, what: str) -> uuid.UUID:
-    """A path or socket id as a UUID; a malformed one is the same 404 as a missing one."""
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except (TypeError, ValueError, AttributeError):
-        raise NotFoundError(f"No such {what}.") from None
 
 
 def conversation_list_for_user(*, user) -> QuerySet[Conversation]:

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from django.db.models import QuerySet
 
 from canvas.exceptions import NotFoundError
+from canvas.ids import parse_id
 from graphs.models import Edge, Graph, Node
-
-
-def parse_id(value: Any, *, what: str) -> uuid.UUID:
-    """A path id as a UUID; a malformed one is the same 404 as a missing one."""
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except (TypeError, ValueError, AttributeError):
-        raise NotFoundError(f"No such {what}.") from None
 
 
 def graph_list_for_user(*, user) -> QuerySet[Graph]:

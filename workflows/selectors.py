@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-
 from django.db.models import Prefetch, QuerySet
 
 from canvas.exceptions import NotFoundError
+from canvas.ids import parse_id
 from workflows.models import Execution, ExecutionEvent, NodeRun
 
 EVENTS_PAGE_SIZE = 1000
-
-
-def _uuid_or_404(value, what: str) -> uuid.UUID:
-    try:
-        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-    except (ValueError, TypeError, AttributeError):
-        raise NotFoundError(f"{what} not found.") from None
 
 
 def execution_list(*, user, graph_id=None, status: str | None = None) -> QuerySet[Execution]:
@@ -30,7 +22,7 @@ def execution_list(*, user, graph_id=None, status: str | None = None) -> QuerySe
 
 
 def execution_get_for_user(*, user, execution_id, with_node_runs: bool = False) -> Execution:
-    execution_id = _uuid_or_404(execution_id, "Execution")
+    execution_id = parse_id(execution_id, what="execution")
     qs = Execution.objects.filter(owner=user, pk=execution_id)
     if with_node_runs:
         qs = qs.prefetch_related(
