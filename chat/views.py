@@ -18,12 +18,12 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import serializers as drf_serializers
-from rest_framework import status, viewsets
+from rest_framework import status
 from rest_framework.decorators import action
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from canvas.exceptions import NotFoundError
+from canvas.viewsets import OwnerScopedViewSet
 from chat import runner, selectors, services
 from chat.models import Conversation, Message
 from chat.realtime import conversation_emitter
@@ -67,21 +67,17 @@ MESSAGE_PAGE = inline_serializer(
     ),
     destroy=extend_schema(summary="Delete a conversation and its messages"),
 )
-class ConversationViewSet(viewsets.GenericViewSet):
+class ConversationViewSet(OwnerScopedViewSet):
     """Conversations with Ollama and Groq models. Another user's conversation is a 404."""
 
-    permission_classes = [IsAuthenticated]
+    model = Conversation
     serializer_class = ConversationSerializer
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):  # schema generation: no user
-            return Conversation.objects.none()
-        return selectors.conversation_list_for_user(user=self.request.user)
+    def owner_queryset(self, user):
+        return selectors.conversation_list_for_user(user=user)
 
-    def get_object(self):
-        return selectors.conversation_get_for_user(
-            user=self.request.user, conversation_id=self.kwargs["pk"]
-        )
+    def owner_object(self, user, pk):
+        return selectors.conversation_get_for_user(user=user, conversation_id=pk)
 
     def list(self, request):
         page = self.paginate_queryset(self.get_queryset())

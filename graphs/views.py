@@ -7,12 +7,13 @@ from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import serializers, status, viewsets
+from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from canvas.exceptions import ApplicationError
+from canvas.viewsets import OwnerScopedViewSet
 from graphs import selectors, services
 from graphs.models import Edge, Graph, Node
 from graphs.registry import registry
@@ -94,20 +95,19 @@ BAD_REQUEST = {400: ErrorSerializer}
         responses={200: ValidationResultSerializer, **NOT_FOUND},
     ),
 )
-class GraphViewSet(viewsets.GenericViewSet):
+class GraphViewSet(OwnerScopedViewSet):
     """Your graphs. Another user's graph, a missing one and a malformed id all answer 404."""
 
+    model = Graph
     serializer_class = GraphSummarySerializer
     lookup_value_regex = "[^/]+"
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return Graph.objects.none()
-        return selectors.graph_list_for_user(user=self.request.user)
+    def owner_queryset(self, user):
+        return selectors.graph_list_for_user(user=user)
 
-    def get_object(self):
+    def owner_object(self, user, pk):
         # The actions use the selectors directly; the browsable API's forms call this.
-        return selectors.graph_get_for_user(user=self.request.user, graph_id=self.kwargs["pk"])
+        return selectors.graph_get_for_user(user=user, graph_id=pk)
 
     def list(self, request):
         page = self.paginate_queryset(self.get_queryset())
@@ -164,7 +164,7 @@ class GraphViewSet(viewsets.GenericViewSet):
         return Response(validate_document(nodes, edges))
 
 
-class NestedViewSet(viewsets.GenericViewSet):
+class NestedViewSet(OwnerScopedViewSet):
     # The graph is resolved through the owner's selector first, so another user's graph
     # answers 404 even for a list (not an empty 200).
 
@@ -176,9 +176,7 @@ class NestedViewSet(viewsets.GenericViewSet):
         )
 
     # The actions below use the selectors directly; the browsable API's forms call these.
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return self.model.objects.none()
+    def owner_queryset(self, user):
         return self.model.objects.filter(graph=self.graph())
 
 
@@ -225,9 +223,8 @@ class NodeViewSet(NestedViewSet):
     lookup_url_kwarg = "node_id"
     model = Node
 
-    def get_object(self):
-        node = selectors.node_get(graph=self.graph(), node_id=self.kwargs["node_id"])
-        return selectors.node_as_dict(node)
+    def owner_object(self, user, pk):
+        return selectors.node_as_dict(selectors.node_get(graph=self.graph(), node_id=pk))
 
     def list(self, request, graph_id=None):
         queryset = selectors.node_list_for_graph(graph=self.graph())
@@ -310,9 +307,8 @@ class EdgeViewSet(NestedViewSet):
     lookup_url_kwarg = "edge_id"
     model = Edge
 
-    def get_object(self):
-        edge = selectors.edge_get(graph=self.graph(), edge_id=self.kwargs["edge_id"])
-        return selectors.edge_as_dict(edge)
+    def owner_object(self, user, pk):
+        return selectors.edge_as_dict(selectors.edge_get(graph=self.graph(), edge_id=pk))
 
     def list(self, request, graph_id=None):
         queryset = selectors.edge_list_for_graph(graph=self.graph())

@@ -1,10 +1,11 @@
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import serializers, status, viewsets
+from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from canvas.viewsets import OwnerScopedViewSet
 from integrations import keys, providers
 from integrations.errors import IntegrationError
 from integrations.models import ApiKey
@@ -30,10 +31,10 @@ from integrations.serializers import (
     ),
     destroy=extend_schema(summary="Delete a key"),
 )
-class ApiKeyViewSet(viewsets.GenericViewSet):
+class ApiKeyViewSet(OwnerScopedViewSet):
     """Provider keys, stored encrypted. ``secret`` is write-only; reads show ``hint``."""
 
-    permission_classes = [IsAuthenticated]
+    model = ApiKey
     serializer_class = ApiKeyOutputSerializer
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
@@ -53,13 +54,11 @@ class ApiKeyViewSet(viewsets.GenericViewSet):
             return ApiKeyUpdateSerializer
         return ApiKeyOutputSerializer
 
-    def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):  # drf-spectacular: typing the {id}
-            return ApiKey.objects.none()
-        return keys.api_key_list(user=self.request.user)
+    def owner_queryset(self, user):
+        return keys.api_key_list(user=user)
 
-    def get_object(self):
-        return keys.api_key_get(user=self.request.user, key_id=self.kwargs["pk"])
+    def owner_object(self, user, pk):
+        return keys.api_key_get(user=user, key_id=pk)
 
     def list(self, request):
         page = self.paginate_queryset(self.get_queryset())
