@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,24 +27,7 @@ import requests
 BASE_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BASE_DIR))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"daphne exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError("daphne did not start")
+from tests.live import daphne  # noqa: E402 - needs the path above
 
 
 def moved(document: dict, step: int) -> dict:
@@ -100,26 +82,8 @@ def main() -> None:
     token, _ = Token.objects.get_or_create(user=user)
     headers = {"Authorization": f"Token {token.key}"}
 
-    port = free_port()
-    daphne = subprocess.Popen(  # noqa: S603
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "canvas.asgi:application",
-        ],
-        cwd=BASE_DIR,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(port, daphne)
-        base = f"http://127.0.0.1:{port}/api/graphs/"
+    with daphne(env) as server:
+        base = f"{server}/api/graphs/"
         session = requests.Session()
         session.headers.update(headers)
         created = session.post(base, json=large_document(), timeout=120)
@@ -142,9 +106,6 @@ def main() -> None:
             response = session.put(url, json=body, timeout=120)
             put_times.append(time.perf_counter() - start)
             response.raise_for_status()
-    finally:
-        daphne.terminate()
-        daphne.wait(timeout=10)
 
     client = Client(HTTP_AUTHORIZATION=f"Token {token.key}")
     path = f"/api/graphs/{document['id']}/"

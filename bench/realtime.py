@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-TOKENS = 120
+TOKENS = 400
 TOKEN_INTERVAL = 0.05  # slower than the 20 ms coalescing window: one frame per chunk
 
 
@@ -261,36 +261,15 @@ def main():
     threading.Thread(target=fake.serve_forever, daemon=True).start()
     env["OLLAMA_BASE_URL"] = f"http://127.0.0.1:{fake.server_address[1]}"
 
-    from tests.live import free_port, wait_for_port
+    from tests.live import daphne_process
 
-    port = free_port()
-    daphne = subprocess.Popen(  # noqa: S603
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "canvas.asgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, process=daphne)
-        base, ws_base = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
+    with daphne_process(env) as (base, daphne):
+        ws_base = base.replace("http://", "ws://")
         bare = asyncio.run(bare_redis_round_trips(redis_url))
         relay, count = asyncio.run(token_latency(ws_base, base, token, llm_graph, fake))
         rss_before = rss_mib(daphne.pid)
         results = asyncio.run(fan_out(ws_base, base, token, chain_graph, args.sockets))
         rss_after = rss_mib(daphne.pid)
-    finally:
-        daphne.terminate()
-        daphne.wait(10)
 
     expected = max(max(seqs) for seqs, _ in results)
     complete = sum(1 for seqs, _ in results if seqs == list(range(1, expected + 1)))

@@ -32,8 +32,11 @@ def wait_for_port(port: int, *, process: subprocess.Popen, timeout: float = 30.0
 
 
 @contextlib.contextmanager
-def daphne(env: dict[str, str]) -> Iterator[str]:
-    """Serve canvas.asgi with Daphne under ``env`` (merged over os.environ); yield its URL."""
+def daphne_process(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Serve canvas.asgi with Daphne under ``env`` (merged over os.environ).
+
+    Yields the base URL and the process; stops the server on exit.
+    """
     port = free_port()
     process = subprocess.Popen(  # noqa: S603 - our own interpreter
         [
@@ -53,7 +56,7 @@ def daphne(env: dict[str, str]) -> Iterator[str]:
     )
     try:
         wait_for_port(port, process=process)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", process
     finally:
         process.terminate()
         try:
@@ -63,6 +66,13 @@ def daphne(env: dict[str, str]) -> Iterator[str]:
             process.wait()
         if process.stderr:
             process.stderr.close()
+
+
+@contextlib.contextmanager
+def daphne(env: dict[str, str]) -> Iterator[str]:
+    """Serve canvas.asgi with Daphne under ``env``; yield its base URL."""
+    with daphne_process(env) as (url, _):
+        yield url
 
 
 def database_url_for(settings_dict: dict) -> str:
