@@ -18,6 +18,7 @@ import asyncio
 import logging
 import sys
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -71,13 +72,22 @@ class ChannelsExecutor:
                 self._loop = _LoopThread()
         layer = get_channel_layer()
         message = {"type": "execute", "execution": str(execution_id)}
-        try:
-            self._loop.run(layer.send(EXECUTE_CHANNEL, message))
-        except ChannelFull:
-            # The run stays queued; the recovery sweep dispatches it again.
-            logger.warning(
-                "%s is full; execution %s waits for recovery", EXECUTE_CHANNEL, execution_id
-            )
+        # channels-redis refuses a send past the channel's capacity (100 by default): give the
+        # workers a moment to drain it, then leave the run to the recovery sweep (it stays
+        # queued, and queued runs older than WORKFLOW_STALE_AFTER are dispatched again).
+        for pause in (0.05, 0.1, 0.2, 0.4, None):
+            try:
+                self._loop.run(layer.send(EXECUTE_CHANNEL, message))
+                return
+            except ChannelFull:
+                if pause is None:
+                    logger.warning(
+                        "%s is full; execution %s waits for the recovery sweep",
+                        EXECUTE_CHANNEL,
+                        execution_id,
+                    )
+                    return
+                time.sleep(pause)
 
 
 _executor = None
