@@ -201,3 +201,22 @@ def test_a_run_cancelled_while_its_worker_was_gone_ends_cancelled_on_recovery(us
     assert execution.status == "cancelled"
     assert set(execution.node_runs.values_list("status", flat=True)) == {"cancelled"}
     assert [e for _, e, _ in events_of(execution)][-1] == "execution.cancelled"
+
+
+def test_deleting_the_graph_stops_its_run_quietly(user, sleep_node):
+    graph = build_graph(
+        user,
+        {"a": ("test_sleep", {"seconds": 0.3}), "b": ("test_sleep", {"seconds": 0.3})},
+        [("a", "value", "b", "value")],
+    )
+    execution = execution_create(user=user, graph=graph, inputs={}, dispatch=False)
+    runner = ExecutionRunner(execution.id)
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("status", runner.run()))
+    thread.start()
+    wait_for(execution, statuses=("running",))
+    graph.delete()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert result["status"] is None
+    assert not Execution.objects.filter(pk=execution.pk).exists()
