@@ -287,3 +287,30 @@ def test_cache_is_per_owner(user, other_user):
     other = build_graph(other_user, nodes, edges)
     execution = run_graph(other)
     assert runs_by_key(other, execution)["t"].status == "succeeded"
+
+
+def test_snapshot_is_read_again_when_the_graph_changes_meanwhile(user, monkeypatch):
+    from graphs.models import Graph, Node
+    from workflows import services
+
+    graph = build_graph(
+        user,
+        {"t": ("text", {"text": "old"}), "o": ("output", {"name": "o"})},
+        [("t", "text", "o", "value")],
+    )
+    real = services.graph_nodes_and_edges
+    calls = []
+
+    def racing(*, graph):
+        result = real(graph=graph)
+        if not calls:  # an edit lands between the read of the rows and the version check
+            Node.objects.filter(pk=graph.node_ids["t"]).update(config={"text": "new"})
+            Graph.objects.filter(pk=graph.pk).update(version=graph.version + 1)
+        calls.append(1)
+        return result
+
+    monkeypatch.setattr(services, "graph_nodes_and_edges", racing)
+    execution = execution_create(user=user, graph=graph, inputs={})
+    assert len(calls) == 2
+    assert execution.graph_version == 2
+    assert wait_for(execution).outputs == {"o": "new"}
