@@ -106,3 +106,26 @@ def test_extract_paths(path, data, expected):
 def test_extract_errors_say_where(path, data, message):
     with pytest.raises(NodeError, match=message):
         ExtractNode().run(ctx({"path": path}, {"data": data}))
+
+
+@pytest.mark.parametrize(
+    ("template", "values", "expected"),
+    [
+        (
+            "https://x.test/search?q={q}",
+            {"q": "cats & dogs"},
+            "https://x.test/search?q=cats%20%26%20dogs",
+        ),
+        ("https://x.test/items/{id}/view", {"id": "a b/c"}, "https://x.test/items/a%20b/c/view"),
+        (
+            "{base}/items?page={n}",
+            {"base": "https://x.test", "n": 2},
+            "https://x.test/items?page=2",
+        ),
+        ("https://x.test/{{literal}}?a={a}", {"a": "é"}, "https://x.test/{literal}?a=%C3%A9"),
+    ],
+)
+def test_http_url_placeholders_are_encoded_for_where_they_land(template, values, expected):
+    from workflows.nodes.http import render_url
+
+    assert render_url(template, values) == expected

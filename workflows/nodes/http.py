@@ -104,6 +104,28 @@ class HttpNode(NodeType):
         return run_http(ctx)
 
 
+def render_url(template: str, values) -> str:
+    """Fill URL placeholders, percent-encoding each value for where it lands: raw before the
+    path (``{base}/items`` may carry a scheme and host), encoded in the path (``/`` kept) and
+    fully encoded in the query and fragment (``?q={q}`` with ``cats & dogs``)."""
+    from urllib.parse import quote
+
+    out: list[str] = []
+    for segment in placeholders.parse(template):
+        if isinstance(segment, placeholders.Literal):
+            out.append(segment.text)
+            continue
+        text = placeholders.to_text(values.get(segment.name))
+        so_far = "".join(out)
+        if "?" in so_far or "#" in so_far:
+            out.append(quote(text, safe=""))
+        elif "://" in so_far and "/" in so_far.split("://", 1)[1]:
+            out.append(quote(text, safe="/"))
+        else:
+            out.append(text)
+    return "".join(out)
+
+
 def run_http(ctx):
     """Send the request through the adapter and its address guard; read the body
     cancellably. Secrets in headers are resolved here and never leave this function."""
@@ -127,7 +149,7 @@ def run_http(ctx):
         except ApplicationError as exc:
             raise NodeError(exc.message, code=exc.code) from None
 
-    url = placeholders.render(config.get("url", ""), values)
+    url = render_url(config.get("url", ""), values)
     headers = {
         name: placeholders.render(value, values, secrets=secret, allow_secrets=True)
         for name, value in (config.get("headers") or {}).items()
