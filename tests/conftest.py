@@ -36,6 +36,14 @@ def pytest_configure(config):
         problems.append(f"DATABASE_URL={database_url} is not reachable")
     if problems:
         pytest.exit("; ".join(problems), returncode=3)
+    if redis_url:
+        # This run's own channel names in Redis, shared with the servers and workers it
+        # starts (they inherit the environment): two runs on one Redis, or a worker left over
+        # from another run, never take each other's messages.
+        prefix = f"test-{os.getpid()}"
+        os.environ["CHANNEL_LAYER_PREFIX"] = prefix
+        for layer in settings.CHANNEL_LAYERS.values():
+            layer.setdefault("CONFIG", {})["prefix"] = prefix
 
 
 def pytest_collection_modifyitems(config, items):

@@ -102,3 +102,13 @@ def test_security_switches_can_be_turned_off_for_plain_http_rigs():
     )
     assert redirect == "False"
     assert session_secure == "False"
+
+
+def test_channel_layer_prefix_keeps_deployments_on_one_redis_apart():
+    default, events = read_settings(
+        "s.CHANNEL_LAYERS['default']['CONFIG']['prefix']",
+        "s.CHANNEL_LAYERS['events']['CONFIG']['prefix']",
+        **PRODUCTION_ENV,
+        CHANNEL_LAYER_PREFIX="canvas-staging",
+    )
+    assert default == events == "'canvas-staging'"
