@@ -128,7 +128,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_LAYER_PREFIX},
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": CHANNEL_LAYER_PREFIX,
+                # A burst of runs must not hit ChannelFull at the default capacity of 100
+                # (the recovery sweep would re-dispatch them, but only seconds later).
+                "channel_capacity": {"workflows.execute": 10000},
+            },
         },
         "events": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",

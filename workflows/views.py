@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
-from rest_framework import generics, status, viewsets
+from rest_framework import generics, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 
 from canvas.exceptions import ApplicationError
+from canvas.viewsets import OwnerScopedViewSet
 from graphs.selectors import graph_get_for_user
 from workflows import selectors, services
-from workflows.models import ExecutionStatus
+from workflows.models import Execution, ExecutionStatus
 from workflows.serializers import (
     EventPageSerializer,
     EventSerializer,
@@ -91,25 +92,26 @@ class GraphExecutionsView(generics.GenericAPIView):
         responses={200: ExecutionSerializer, **NOT_FOUND},
     ),
 )
-class ExecutionViewSet(viewsets.GenericViewSet):
+class ExecutionViewSet(OwnerScopedViewSet):
+    model = Execution
     serializer_class = ExecutionSerializer
     lookup_value_regex = "[^/]+"
 
-    def get_queryset(self):
+    def owner_queryset(self, user):
         params = _parse(ExecutionFilterSerializer(data=self.request.query_params))
         return selectors.execution_list(
-            user=self.request.user, graph_id=params.get("graph"), status=params.get("status")
+            user=user, graph_id=params.get("graph"), status=params.get("status")
         )
+
+    def owner_object(self, user, pk):
+        return selectors.execution_get_for_user(user=user, execution_id=pk, with_node_runs=True)
 
     def list(self, request):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(ExecutionSummarySerializer(page, many=True).data)
 
     def retrieve(self, request, pk=None):
-        execution = selectors.execution_get_for_user(
-            user=request.user, execution_id=pk, with_node_runs=True
-        )
-        return Response(ExecutionSerializer(execution).data)
+        return Response(ExecutionSerializer(self.get_object()).data)
 
     @extend_schema(
         summary="Cancel a queued or running execution (idempotent)",

@@ -6,6 +6,7 @@ from canvas.viewsets import OwnerScopedViewSet
 from chat.views import ConversationViewSet
 from graphs.views import EdgeViewSet, GraphViewSet, NodeViewSet
 from integrations.views import ApiKeyViewSet
+from workflows.views import ExecutionViewSet
 
 
 @pytest.mark.parametrize("method", ["get_queryset", "get_object"])
@@ -15,7 +16,8 @@ def test_overriding_the_scoped_lookups_is_refused(method):
 
 
 @pytest.mark.parametrize(
-    "viewset", [GraphViewSet, NodeViewSet, EdgeViewSet, ConversationViewSet, ApiKeyViewSet]
+    "viewset",
+    [GraphViewSet, NodeViewSet, EdgeViewSet, ConversationViewSet, ApiKeyViewSet, ExecutionViewSet],
 )
 def test_api_viewsets_over_user_objects_use_the_scoping_base(viewset):
     assert issubclass(viewset, OwnerScopedViewSet)
