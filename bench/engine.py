@@ -179,46 +179,17 @@ def bench_api(owner, length: int, repeat: int) -> None:
 
 def bench_daphne(owner, length: int, repeat: int) -> None:
     """The same through a live Daphne on loopback (the inline executor in its process)."""
-    import socket
-    import subprocess
-
     import requests
     from rest_framework.authtoken.models import Token
 
+    from tests.live import daphne
+
     graph = chain(owner, length)
     token, _ = Token.objects.get_or_create(user=owner)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    daphne = subprocess.Popen(  # noqa: S603 - our own server, fixed arguments
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "canvas.asgi:application",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "WORKFLOW_BACKGROUND": "0"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or daphne.poll() is not None:
-                    raise RuntimeError("daphne did not start") from None
-                time.sleep(0.1)
+    with daphne({"WORKFLOW_BACKGROUND": "0"}) as server:
         session = requests.Session()
         session.headers["Authorization"] = f"Token {token.key}"
-        base = f"http://127.0.0.1:{port}/api"
+        base = f"{server}/api"
         spans, walls = [], []
         for _ in range(repeat):
             NodeOutputCache.objects.all().delete()
@@ -233,9 +204,6 @@ def bench_daphne(owner, length: int, repeat: int) -> None:
             assert body["status"] == "succeeded", body["error"]
             execution = Execution.objects.get(pk=body["id"])
             spans.append((execution.finished_at - execution.queued_at).total_seconds() * 1000)
-    finally:
-        daphne.terminate()
-        daphne.wait(timeout=10)
     median = statistics.median(spans)
     print(
         f"| Daphne, {length}-node chain, queued_at → finished_at | {median:.1f} ms | "
