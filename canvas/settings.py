@@ -201,9 +201,12 @@ X_FRAME_OPTIONS = "DENY"
 # --- REST framework and OpenAPI -------------------------------------------------------------
 
 REST_FRAMEWORK = {
+    # Token first: a request without credentials then answers 401 with
+    # "WWW-Authenticate: Token" (DRF takes the header from the first class; with session
+    # first it is a 403). The browsable API's session login works the same either way.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # A document nested too deep for Python's decoder is a 400, not a RecursionError (500).

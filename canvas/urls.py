@@ -24,3 +24,8 @@ urlpatterns = [
     path("api/", include(api_urlpatterns)),
     path("api-auth/", include("rest_framework.urls")),
 ]
+
+handler400 = "canvas.views.bad_request"
+handler403 = "canvas.views.permission_denied"
+handler404 = "canvas.views.page_not_found"
+handler500 = "canvas.views.server_error"

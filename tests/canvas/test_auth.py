@@ -28,7 +28,7 @@ def test_token_endpoint_rejects_bad_credentials_with_field_errors(anon_client, u
 
 def test_api_requires_authentication(anon_client):
     response = anon_client.get("/api/")
-    assert response.status_code in {401, 403}
+    assert response.status_code == 401
 
 
 def test_token_authenticates_api_requests(api_client):
