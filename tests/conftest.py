@@ -57,24 +57,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_pg)
 
 
-@pytest.fixture(scope="session")
-def live_daphne(django_db_setup, django_db_blocker):
-    """A real Daphne on loopback serving the test database; yields its base URL.
-
-    Tests that use it need ``django_db(transaction=True)`` so the server sees their rows.
-    With REDIS_URL set it uses Redis, so other processes' events reach its sockets.
-    """
-    from django.db import connection
-
-    from tests.live import daphne, database_url_for
-
-    with django_db_blocker.unblock():
-        url = database_url_for(connection.settings_dict)
-    env = {"DATABASE_URL": url, "DEBUG": "1", "ALLOWED_HOSTS": "127.0.0.1,localhost"}
-    with daphne(env) as base_url:
-        yield base_url
-
-
 @pytest.fixture
 def user(django_user_model):
     return django_user_model.objects.create_user(username="alice", password="alice-pass-123")

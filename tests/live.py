@@ -75,6 +75,22 @@ def daphne(env: dict[str, str]) -> Iterator[str]:
         yield url
 
 
+def server_env_for_test_db(**extra: str) -> dict[str, str]:
+    """The environment of a server or worker process that serves the test database.
+
+    Call from a fixture that depends on ``django_db_setup`` (the test database must exist);
+    tests that use such a process need ``django_db(transaction=True)`` to share their rows.
+    """
+    from django.db import connection
+
+    return {
+        "DATABASE_URL": database_url_for(connection.settings_dict),
+        "DEBUG": "1",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        **extra,
+    }
+
+
 def database_url_for(settings_dict: dict) -> str:
     """A DATABASE_URL naming the database ``settings_dict`` points at (the test database)."""
     engine = settings_dict["ENGINE"]

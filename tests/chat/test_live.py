@@ -17,7 +17,7 @@ from chat import services
 from chat.models import Message
 from tests.fakes.base import Behaviour
 from tests.fakes.ollama import FakeOllama
-from tests.live import daphne, database_url_for
+from tests.live import daphne, server_env_for_test_db
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,18 +32,8 @@ def live_ollama():
 
 
 @pytest.fixture(scope="module")
-def server(django_db_setup, django_db_blocker, live_ollama):
-    from django.db import connection
-
-    with django_db_blocker.unblock():
-        database_url = database_url_for(connection.settings_dict)
-    env = {
-        "DATABASE_URL": database_url,
-        "DEBUG": "1",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "OLLAMA_BASE_URL": live_ollama.url,
-        "CHAT_CANCEL_POLL_SECONDS": "0.1",
-    }
+def server(django_db_setup, live_ollama):
+    env = server_env_for_test_db(OLLAMA_BASE_URL=live_ollama.url, CHAT_CANCEL_POLL_SECONDS="0.1")
     with daphne(env) as base_url:
         yield base_url
 
@@ -161,14 +151,7 @@ def test_rest_send_through_daphne_streams_to_a_subscriber(server, token, user):
 def test_cancel_sent_to_another_server_process(server, token, conversation, live_ollama):
     """Client A streams through one Daphne; client B, on a second Daphne, sees the frames over
     Redis and cancels: the first process's watcher sees the flag and stops the stream."""
-    from django.db import connection
-
-    env = {
-        "DATABASE_URL": database_url_for(connection.settings_dict),
-        "DEBUG": "1",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "OLLAMA_BASE_URL": live_ollama.url,
-    }
+    env = server_env_for_test_db(OLLAMA_BASE_URL=live_ollama.url)
     live_ollama.enqueue(Behaviour(reply=LONG_REPLY, token_interval=0.05))
     with (
         daphne(env) as other_server,

@@ -1,9 +1,8 @@
 import pytest
-from django.db import connection
 
 from tests.fakes.fixtures import fake_ollama  # noqa: F401 - fixture for this package
 from tests.fakes.ollama import FakeOllama
-from tests.live import daphne, database_url_for
+from tests.live import daphne, server_env_for_test_db
 
 
 @pytest.fixture(scope="module")
@@ -13,19 +12,11 @@ def module_ollama():
 
 
 @pytest.fixture(scope="module")
-def served(django_db_setup, django_db_blocker, module_ollama):
+def served(django_db_setup, module_ollama):
     """A real Daphne on the test database whose LLM nodes call the module's fake Ollama.
 
     With REDIS_URL set (CI's second pass) its channel layers are Redis, as in production.
     """
-    with django_db_blocker.unblock():
-        url = database_url_for(connection.settings_dict)
-    env = {
-        "DATABASE_URL": url,
-        "DEBUG": "1",
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "OLLAMA_BASE_URL": module_ollama.url,
-        "WORKFLOW_EXECUTOR": "inline",
-    }
+    env = server_env_for_test_db(OLLAMA_BASE_URL=module_ollama.url, WORKFLOW_EXECUTOR="inline")
     with daphne(env) as base_url:
         yield base_url

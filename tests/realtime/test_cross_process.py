@@ -10,11 +10,10 @@ import sys
 import time
 
 import pytest
-from django.db import connection
 from websockets.sync.client import connect
 
 from tests.fakes.base import Behaviour
-from tests.live import BASE_DIR, daphne, database_url_for
+from tests.live import BASE_DIR, daphne, server_env_for_test_db
 from tests.realtime.test_protocol_live import (
     events_until_final,
     llm_graph,
@@ -29,17 +28,10 @@ pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(scope="module")
-def worker_and_server(django_db_setup, django_db_blocker, module_ollama):
-    with django_db_blocker.unblock():
-        url = database_url_for(connection.settings_dict)
-    env = {
-        "DATABASE_URL": url,
-        "DEBUG": "1",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "OLLAMA_BASE_URL": module_ollama.url,
-        "WORKFLOW_EXECUTOR": "channels",
-        "LOG_LEVEL": "WARNING",
-    }
+def worker_and_server(django_db_setup, module_ollama):
+    env = server_env_for_test_db(
+        OLLAMA_BASE_URL=module_ollama.url, WORKFLOW_EXECUTOR="channels", LOG_LEVEL="WARNING"
+    )
     worker = subprocess.Popen(  # noqa: S603 - our own manage.py
         [sys.executable, "manage.py", "runworker", "workflows.execute"],
         cwd=BASE_DIR,

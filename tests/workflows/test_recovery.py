@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
-from django.db import connection
 
 from tests.fakes.base import Behaviour
+from tests.live import server_env_for_test_db
 from tests.workflows.conftest import Target, build_graph, events_of, runs_by_key, wait_for
 from workflows.executors import reset_executor
 from workflows.models import Execution, NodeRun
@@ -31,19 +31,10 @@ ROOT = Path(__file__).resolve().parents[2]
 FIRST_PROMPT = "Why is the sky blue?"
 
 
-def database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
 def spawn(*args: str, **env: str) -> subprocess.Popen:
     environment = {
         **os.environ,
-        "DEBUG": "1",
-        "DATABASE_URL": database_url(),
+        **server_env_for_test_db(),
         "WORKFLOW_HEARTBEAT_INTERVAL": "0.3",
         "WORKFLOW_STALE_AFTER": "1.5",
         "WORKFLOW_RECOVERY_INTERVAL": "0.5",
