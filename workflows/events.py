@@ -88,7 +88,8 @@ def _publish(execution_id, message: dict[str, Any]) -> None:
                 logger.exception("execution event listener failed")
 
 
-def _message_for(row: ExecutionEvent) -> dict[str, Any]:
+def event_as_message(row: ExecutionEvent) -> dict[str, Any]:
+    """The group message of a persisted event (what subscribers receive live)."""
     return event_message(
         topic=execution_topic(row.execution_id),
         event=row.event,
@@ -104,7 +105,7 @@ def event_as_dict(row: ExecutionEvent) -> dict[str, Any]:
 
 
 def _publish_rows_on_commit(execution_id, rows: list[ExecutionEvent]) -> None:
-    messages = [_message_for(row) for row in rows]
+    messages = [event_as_message(row) for row in rows]
 
     def send():
         for message in messages:

@@ -10,7 +10,7 @@ from django.db.models import Max
 
 from canvas import realtime
 from canvas.exceptions import ApplicationError
-from workflows.events import execution_topic
+from workflows.events import event_as_message, execution_group
 from workflows.models import TERMINAL_STATUSES, ExecutionEvent
 from workflows.selectors import (
     EVENTS_PAGE_SIZE,
@@ -22,21 +22,15 @@ from workflows.services import execution_cancel_for_user
 FINAL_EVENTS = frozenset({"execution.completed", "execution.failed", "execution.cancelled"})
 
 
-def _as_message(row: ExecutionEvent) -> dict[str, Any]:
-    return realtime.event_message(
-        topic=execution_topic(row.execution_id),
-        event=row.event,
-        data=row.data,
-        ts=row.ts.isoformat(),
-        seq=row.seq,
-    )
-
-
 @realtime.register_topic
 class ExecutionTopic(realtime.Topic):
     kind = "execution"
     sequenced = True
     final_events = FINAL_EVENTS
+
+    @classmethod
+    def group_name(cls, object_id) -> str:
+        return execution_group(object_id)
 
     def open(self, *, user, object_id: uuid.UUID, after: int | None) -> realtime.Opened:
         execution = execution_get_for_user(user=user, execution_id=object_id)
@@ -76,7 +70,7 @@ class ExecutionTopic(realtime.Topic):
         rows = ExecutionEvent.objects.filter(execution_id=object_id, seq__gt=after).order_by("seq")[
             :limit
         ]
-        return [_as_message(row) for row in rows]
+        return [event_as_message(row) for row in rows]
 
 
 @realtime.message_handler("execution.cancel")
