@@ -235,25 +235,23 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
         if state is None:
             return
         seq = message.get("seq")
-        if state["sequenced"] and seq is not None:
+        if not state["sequenced"] or seq is None:  # graph changes, node.token
+            await self._send_event(name, message)
+            return
+        if seq <= state["last_seq"]:
+            return  # already sent (replayed or backfilled)
+        if seq > state["last_seq"] + 1:
+            await self._backfill(name, state, up_to=seq - 1)
             if seq <= state["last_seq"]:
-                return  # already sent (replayed or backfilled)
-            if seq > state["last_seq"] + 1:
-                await self._backfill(name, state, up_to=seq - 1)
-                if seq <= state["last_seq"]:
-                    return
-            state["last_seq"] = seq
-            if message["event"] in state["topic"].final_events:
-                state["final"] = True
-        await self._send_event(name, message)
+                return
+        await self._send_sequenced(name, state, message)
 
     async def realtime_frame(self, message: dict[str, Any]):
         if message["topic"] in self.subscriptions:
             await self.send_json(message["frame"])
 
     async def _backfill(self, name: str, state: dict[str, Any], *, up_to: int | None):
-        topic = state["topic"]
-        events = await database_sync_to_async(topic.events_after)(
+        events = await database_sync_to_async(state["topic"].events_after)(
             object_id=state["object_id"], after=state["last_seq"]
         )
         for event in events:
@@ -261,10 +259,13 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
                 break
             if event["seq"] != state["last_seq"] + 1:
                 break  # the log itself is gapless; stop rather than send out of order
-            state["last_seq"] = event["seq"]
-            if event["event"] in topic.final_events:
-                state["final"] = True
-            await self._send_event(name, event)
+            await self._send_sequenced(name, state, event)
+
+    async def _send_sequenced(self, name: str, state: dict[str, Any], message: dict[str, Any]):
+        state["last_seq"] = message["seq"]
+        if message["event"] in state["topic"].final_events:
+            state["final"] = True
+        await self._send_event(name, message)
 
     async def _send_event(self, name: str, message: dict[str, Any]):
         frame = {"type": "event", "topic": name}

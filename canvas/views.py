@@ -31,29 +31,16 @@ class ApiRootView(APIView):
 # keep Django's own templates.
 
 
-def _api_error(request, status: int, detail: str):
-    return JsonResponse({"detail": detail}, status=status)
+def _json_under_api(default_view, status: int, detail: str):
+    def view(request, *args, **kwargs):
+        if request.path.startswith("/api/"):
+            return JsonResponse({"detail": detail}, status=status)
+        return default_view(request, *args, **kwargs)
+
+    return view
 
 
-def bad_request(request, exception=None):
-    if request.path.startswith("/api/"):
-        return _api_error(request, 400, "Bad request.")
-    return defaults.bad_request(request, exception)
-
-
-def permission_denied(request, exception=None):
-    if request.path.startswith("/api/"):
-        return _api_error(request, 403, "Forbidden.")
-    return defaults.permission_denied(request, exception)
-
-
-def page_not_found(request, exception=None):
-    if request.path.startswith("/api/"):
-        return _api_error(request, 404, "Not found.")
-    return defaults.page_not_found(request, exception)
-
-
-def server_error(request):
-    if request.path.startswith("/api/"):
-        return _api_error(request, 500, "Server error.")
-    return defaults.server_error(request)
+bad_request = _json_under_api(defaults.bad_request, 400, "Bad request.")
+permission_denied = _json_under_api(defaults.permission_denied, 403, "Forbidden.")
+page_not_found = _json_under_api(defaults.page_not_found, 404, "Not found.")
+server_error = _json_under_api(defaults.server_error, 500, "Server error.")
