@@ -470,3 +470,20 @@ def _describe(exc: BaseException) -> str:
         if marker in text:
             return marker.lower()
     return text[:300]
+
+
+class AdapterClient:
+    """Base of the provider clients: each owns one ``ApiAdapter`` (one session)."""
+
+    adapter: ApiAdapter
+
+    def cancel(self) -> None:
+        """From any thread: end a request still waiting for its response, and any retry wait.
+
+        (A stream already handed out is cancelled with its own ``cancel()``.)
+        """
+        self.adapter.cancel()
+
+    def close(self) -> None:
+        """Cancel anything in flight and release the connections."""
+        self.adapter.close()

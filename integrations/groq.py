@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 
 from django.conf import settings
 
-from .adapter import ApiAdapter
+from .adapter import AdapterClient, ApiAdapter
 from .completions import ChatResult, ChatStream, Usage
 from .errors import AuthError, ProviderError, StreamInterrupted
 from .streaming import ResponseStream, SseDecoder
@@ -98,7 +98,7 @@ class RateLimits:
         return asdict(self)
 
 
-class GroqClient:
+class GroqClient(AdapterClient):
     def __init__(self, *, api_key: str, base_url: str | None = None, **adapter_options):
         if not api_key:
             raise AuthError("no Groq API key was given", provider=PROVIDER)
@@ -151,17 +151,6 @@ class GroqClient:
         """Models as Groq lists them, each with ``chat``: whether it takes chat messages."""
         data = self.adapter.request_json("GET", "models").get("data", [])
         return [{**m, "chat": not NON_CHAT_MODEL.search(str(m.get("id", "")))} for m in data]
-
-    def cancel(self) -> None:
-        """From any thread: end a request still waiting for its response, and any retry wait.
-
-        (A stream already handed out is cancelled with its own ``cancel()``.)
-        """
-        self.adapter.cancel()
-
-    def close(self) -> None:
-        """Cancel anything in flight and release the connections."""
-        self.adapter.close()
 
     # -- internals -----------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 
 from django.conf import settings
 
-from .adapter import ApiAdapter
+from .adapter import AdapterClient, ApiAdapter
 from .completions import ChatResult, ChatStream, Usage
 from .errors import NotFound, ProviderError, StreamInterrupted
 from .streaming import NdjsonDecoder, ResponseStream
@@ -58,7 +58,7 @@ def unreachable_hint(base_url: str) -> str:
     )
 
 
-class OllamaClient:
+class OllamaClient(AdapterClient):
     def __init__(self, *, base_url: str | None = None, **adapter_options):
         self.base_url = (base_url or settings.OLLAMA_BASE_URL).rstrip("/")
         self.adapter = ApiAdapter(
@@ -114,17 +114,6 @@ class OllamaClient:
 
     def show(self, *, model: str) -> dict:
         return self._generation_json("api/show", {"model": model}, model)
-
-    def cancel(self) -> None:
-        """From any thread: end a request still waiting for its response, and any retry wait.
-
-        (A stream already handed out is cancelled with its own ``cancel()``.)
-        """
-        self.adapter.cancel()
-
-    def close(self) -> None:
-        """Cancel anything in flight and release the connections."""
-        self.adapter.close()
 
     # -- internals -------------------------------------------------------------------------------
 
