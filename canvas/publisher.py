@@ -16,6 +16,7 @@ Callers inside a transaction should publish from ``transaction.on_commit``.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import threading
 from typing import Any
@@ -35,6 +36,7 @@ class Publisher:
         # Messages handed to publish() and not yet given to the layer, per drain queue.
         self._pending: dict[asyncio.Queue, int] = {}
         self._idle = threading.Condition(self._lock)
+        self._flush_at_exit = False
 
     # --- binding ---------------------------------------------------------------------------
 
@@ -64,6 +66,11 @@ class Publisher:
             )
             thread.start()
             self._start_on(loop)
+            # A daemon thread dies with the process: a command that publishes and exits
+            # (run_workflow, an admin action in a shell) would lose its last messages.
+            if not self._flush_at_exit:
+                self._flush_at_exit = True
+                atexit.register(self.flush, 2.0)
         return self._loop, self._queue
 
     # --- publishing ------------------------------------------------------------------------
