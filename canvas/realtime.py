@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from canvas.exceptions import ApplicationError
+from canvas.ids import parse_id
 
 if TYPE_CHECKING:
     from canvas.consumers import CanvasConsumer
@@ -114,11 +115,7 @@ def parse_topic(value: Any) -> tuple[Topic, uuid.UUID]:
     topic = get_topic(kind)
     if topic is None:
         raise ApplicationError(f"Unknown topic kind {kind!r}.", code="invalid_topic")
-    try:
-        object_id = uuid.UUID(raw_id)
-    except ValueError:
-        raise ApplicationError(f"{value} was not found.", code="not_found") from None
-    return topic, object_id
+    return topic, parse_id(raw_id, what=kind)
 
 
 def event_message(
