@@ -18,9 +18,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from canvas.exceptions import ApplicationError, NotFoundError
-from graphs.models import Graph
-from graphs.selectors import graph_nodes_and_edges
+from canvas.exceptions import ApplicationError
+from graphs.selectors import graph_nodes_and_edges_at_version
 from graphs.validation import validate_document
 from workflows.events import event_record
 from workflows.models import (
@@ -34,23 +33,12 @@ logger = logging.getLogger(__name__)
 
 
 def graph_snapshot(*, graph) -> dict[str, Any]:
-    """The graph document an execution runs: nodes, edges and the version they had.
-
-    Read without a lock (validating a large graph inside a write transaction would hold
-    SQLite's one write lock): the version is read before and after the rows, and a change in
-    between (every graph change bumps it) means reading again.
-    """
-    versions = Graph.objects.filter(pk=graph.pk).values_list("version", flat=True)
-    for _attempt in range(5):
-        before = versions.first()
-        nodes, edges = graph_nodes_and_edges(graph=graph)
-        after = versions.first()
-        if before == after:
-            break
-    if after is None:
-        raise NotFoundError("No such graph.")  # deleted meanwhile
-    graph.version = after
-    return {"graph": str(graph.id), "version": after, "nodes": nodes, "edges": edges}
+    """The graph document an execution runs: nodes, edges and the version they had (read
+    without a lock: validating a large graph inside a write transaction would hold SQLite's
+    one write lock)."""
+    nodes, edges, version = graph_nodes_and_edges_at_version(graph=graph)
+    graph.version = version
+    return {"graph": str(graph.id), "version": version, "nodes": nodes, "edges": edges}
 
 
 def _inputs_errors(*, snapshot: dict, inputs: Any) -> dict[str, list]:

@@ -289,28 +289,54 @@ def test_cache_is_per_owner(user, other_user):
     assert runs_by_key(other, execution)["t"].status == "succeeded"
 
 
-def test_snapshot_is_read_again_when_the_graph_changes_meanwhile(user, monkeypatch):
-    from graphs.models import Graph, Node
-    from workflows import services
+def _edit_between_reads(monkeypatch, graph, *, times):
+    """Land an edit of the graph (as graphs.services would: rows and version together) between
+    the read of its nodes and the read of its edges, the first ``times`` reads."""
+    from django.db import transaction
 
+    from graphs import selectors
+    from graphs.models import Graph, Node
+
+    real = selectors._edge_rows.fetch
+    reads = []
+
+    def racing(graph_arg):
+        if len(reads) < times and not transaction.get_connection().in_atomic_block:
+            text = f"edit {len(reads) + 1}"
+            Node.objects.filter(pk=graph.node_ids["t"]).update(config={"text": text})
+            Graph.objects.filter(pk=graph.pk).update(version=graph.version + len(reads) + 1)
+        reads.append(1)
+        return real(graph_arg)
+
+    monkeypatch.setattr(selectors._edge_rows, "fetch", racing)
+    return reads
+
+
+def test_snapshot_is_read_again_when_the_graph_changes_meanwhile(user, monkeypatch):
     graph = build_graph(
         user,
         {"t": ("text", {"text": "old"}), "o": ("output", {"name": "o"})},
         [("t", "text", "o", "value")],
     )
-    real = services.graph_nodes_and_edges
-    calls = []
-
-    def racing(*, graph):
-        result = real(graph=graph)
-        if not calls:  # an edit lands between the read of the rows and the version check
-            Node.objects.filter(pk=graph.node_ids["t"]).update(config={"text": "new"})
-            Graph.objects.filter(pk=graph.pk).update(version=graph.version + 1)
-        calls.append(1)
-        return result
-
-    monkeypatch.setattr(services, "graph_nodes_and_edges", racing)
+    reads = _edit_between_reads(monkeypatch, graph, times=1)
     execution = execution_create(user=user, graph=graph, inputs={})
-    assert len(calls) == 2
+    assert len(reads) == 2
     assert execution.graph_version == 2
-    assert wait_for(execution).outputs == {"o": "new"}
+    assert execution.snapshot["version"] == 2
+    assert wait_for(execution).outputs == {"o": "edit 1"}
+
+
+def test_snapshot_of_a_graph_that_keeps_changing_is_read_under_its_lock(user, monkeypatch):
+    graph = build_graph(
+        user,
+        {"t": ("text", {"text": "old"}), "o": ("output", {"name": "o"})},
+        [("t", "text", "o", "value")],
+    )
+    reads = _edit_between_reads(monkeypatch, graph, times=100)
+    execution = execution_create(user=user, graph=graph, inputs={})
+    # five unlocked reads each raced by an edit, then one read under the row lock
+    assert len(reads) == 6
+    assert execution.graph_version == 6
+    assert wait_for(execution).outputs == {"o": "edit 5"}
+
+
