@@ -36,27 +36,24 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
-from django.db.models import F, Q
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from graphs.registry import NodeType, registry
 from workflows.events import EventLog, TokenStream
 from workflows.models import (
     Execution,
-    ExecutionEvent,
     ExecutionStatus,
     NodeOutputCache,
     NodeRun,
     NodeRunStatus,
 )
+from workflows.ownership import ClaimedRun, claim_execution, update_owned_execution
 from workflows.rowwriter import (
     DATETIME,
     JSON,
     PLAIN,
     UUID,
     adapt_datetime,
-    adapt_uuid,
     insert_rows,
     select_json,
 )
@@ -193,10 +190,6 @@ def node_is_cacheable(cls: type[NodeType], config: dict) -> bool:
 CACHE_LOOKUP_SQL = (
     f'SELECT "outputs" FROM "{NodeOutputCache._meta.db_table}" '  # noqa: S608
     'WHERE "key" = %s AND "expires_at" > %s'
-)
-LAST_SEQ_SQL = (
-    f'SELECT MAX("seq") FROM "{ExecutionEvent._meta.db_table}" '  # noqa: S608
-    'WHERE "execution_id" = %s'
 )
 CACHE_COLUMNS = (
     ("key", PLAIN),
@@ -364,37 +357,25 @@ class ExecutionRunner:
 
     # --- claim ------------------------------------------------------------------------------
 
-    def _claim(self) -> bool:
-        """Take the run: a queued one, or a running one whose heartbeat went stale."""
+    def _claim(self) -> ClaimedRun | None:
+        """Take the run: a queued one, or a running one whose heartbeat went stale. Returns
+        what the run needs to start, read by the same statement, or None when not taken."""
         now = timezone.now()
         stale = now - timedelta(seconds=settings.WORKFLOW_STALE_AFTER)
-        claimed = (
-            Execution.objects.filter(pk=self.execution_id)
-            .filter(
-                Q(status=ExecutionStatus.QUEUED)
-                | Q(status=ExecutionStatus.RUNNING, heartbeat_at__lt=stale)
-                | Q(status=ExecutionStatus.RUNNING, heartbeat_at__isnull=True)
-            )
-            .update(
-                status=ExecutionStatus.RUNNING,
-                worker=self.worker_id,
-                heartbeat_at=now,
-                started_at=Coalesce(F("started_at"), now),
-            )
-        )
-        return claimed == 1
+        return claim_execution(self.execution_id, worker=self.worker_id, now=now, stale=stale)
 
     # --- entry point ------------------------------------------------------------------------
 
     def run(self) -> str | None:
         """Run the execution to its end. Returns the final status, or None when not claimed
         (someone else runs it, or it already ended) or when ownership was lost."""
-        if not self._claim():
+        claimed = self._claim()
+        if claimed is None:
             return None
         with _runners_lock:
             _runners[str(self.execution_id)] = self
         try:
-            self._load()
+            self._load(claimed)
             return self._main()
         except LostOwnership:
             logger.warning("execution %s: ownership lost; stopping", self.execution_id)
@@ -414,13 +395,11 @@ class ExecutionRunner:
 
     # --- loading ----------------------------------------------------------------------------
 
-    def _load(self) -> None:
-        execution = Execution.objects.get(pk=self.execution_id)
-        self.execution = execution
-        self.owner_id = execution.owner_id
-        self.exec_inputs = execution.inputs or {}
-        snapshot = execution.snapshot
-        last_seq = last_event_seq(self.execution_id)
+    def _load(self, claimed: ClaimedRun) -> None:
+        self.owner_id = claimed.owner_id
+        self.exec_inputs = claimed.inputs or {}
+        snapshot = claimed.snapshot
+        last_seq = claimed.last_seq
         # A queued run has one event (execution.queued); more means an earlier worker ran it
         # and this runner resumes it (a worker that died before its first flush left nothing
         # behind, so starting afresh is right).
@@ -479,7 +458,7 @@ class ExecutionRunner:
                     nid,
                     f"Node '{label}' ({node['type']}, {nid}) failed: {run.error}",
                 )
-        if execution.cancel_requested:
+        if claimed.cancel_requested:
             # Cancelled while its worker was gone (or before the claim): end it at once.
             self.cancel_event.set()
             if self.stop is None:
@@ -948,10 +927,7 @@ class ExecutionRunner:
         if final:
             fields.update(final)
         with transaction.atomic():
-            updated = Execution.objects.filter(
-                pk=self.execution_id, worker=self.worker_id, status=ExecutionStatus.RUNNING
-            ).update(**fields)
-            if not updated:
+            if not update_owned_execution(self.execution_id, worker=self.worker_id, **fields):
                 raise LostOwnership
             if self._new_runs:
                 _insert_node_runs(self._new_runs, now)
@@ -1088,13 +1064,6 @@ def release_connection() -> None:
             connection.close()
         return
     close_old_connections()
-
-
-def last_event_seq(execution_id) -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(LAST_SEQ_SQL, [adapt_uuid(execution_id)])
-        row = cursor.fetchone()
-    return (row[0] or 0) if row else 0
 
 
 def execution_run(execution_id: uuid.UUID | str, *, worker_id: str | None = None) -> str | None:

@@ -1,0 +1,120 @@
+"""Who runs an execution: the claim that takes it, and the fenced writes of its owner.
+
+Two statements on the execution row, written in SQL because they run for every execution and
+the ORM's query compilation costs more than the database's work on them (≈ 0.3 ms against
+0.03 ms per statement on SQLite, measured by ``bench/engine.py``'s small runs):
+
+- ``claim_execution``: one ``UPDATE … RETURNING`` takes a queued run (or a running one whose
+  heartbeat went stale) and reads what the engine needs to start it, its last event ``seq``
+  included, in one round trip. Of two claimers exactly one changes the row.
+- ``update_owned_execution``: changes the row only while ``worker`` is this runner and the
+  run is ``running``; no row changed means the run was taken over or ended elsewhere.
+
+Values go through the model fields' own database preparation, so each backend stores what the
+ORM would.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+from workflows.models import Execution, ExecutionEvent, ExecutionStatus
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedRun:
+    owner_id: int
+    inputs: dict[str, Any]
+    snapshot: dict[str, Any]
+    cancel_requested: bool
+    last_seq: int
+
+
+def _column(name: str) -> str:
+    return connection.ops.quote_name(Execution._meta.get_field(name).column)
+
+
+def _prep(name: str, value: Any) -> Any:
+    return Execution._meta.get_field(name).get_db_prep_save(value, connection)
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def claim_execution(
+    execution_id: uuid.UUID, *, worker: str, now: datetime, stale: datetime
+) -> ClaimedRun | None:
+    qn = connection.ops.quote_name
+    table = qn(Execution._meta.db_table)
+    events = qn(ExecutionEvent._meta.db_table)
+    status, heartbeat = _column("status"), _column("heartbeat_at")
+    # Identifiers come from the models, never from input; values are parameters.
+    update = (
+        f"UPDATE {table} SET {status} = %s, {_column('worker')} = %s, {heartbeat} = %s, "  # noqa: S608
+        f"{_column('started_at')} = COALESCE({_column('started_at')}, %s) "
+        f"WHERE {_column('id')} = %s AND ({status} = %s OR ({status} = %s AND "
+        f"({heartbeat} IS NULL OR {heartbeat} < %s)))"
+    )
+    params = [
+        ExecutionStatus.RUNNING.value,
+        worker,
+        _prep("heartbeat_at", now),
+        _prep("started_at", now),
+        _prep("id", execution_id),
+        ExecutionStatus.QUEUED.value,
+        ExecutionStatus.RUNNING.value,
+        _prep("heartbeat_at", stale),
+    ]
+    last_seq = (
+        f"SELECT MAX({qn('seq')}) FROM {events} "  # noqa: S608
+        f"WHERE {qn('execution_id')} = {table}.{_column('id')}"
+    )
+    columns = (
+        f"{_column('owner')}, {_column('inputs')}, {_column('snapshot')}, "
+        f"{_column('cancel_requested')}, ({last_seq})"
+    )
+    with connection.cursor() as cursor:
+        if connection.features.can_return_columns_from_insert:  # SQLite ≥ 3.35, PostgreSQL
+            cursor.execute(f"{update} RETURNING {columns}", params)
+            row = cursor.fetchone()
+        else:
+            cursor.execute(update, params)
+            row = None
+            if cursor.rowcount == 1:
+                cursor.execute(
+                    f"SELECT {columns} FROM {table} WHERE {_column('id')} = %s",  # noqa: S608
+                    [_prep("id", execution_id)],
+                )
+                row = cursor.fetchone()
+    if row is None:
+        return None
+    owner_id, inputs, snapshot, cancel_requested, last_seq = row
+    return ClaimedRun(
+        owner_id=owner_id,
+        inputs=_json(inputs),
+        snapshot=_json(snapshot),
+        cancel_requested=bool(cancel_requested),
+        last_seq=last_seq or 0,
+    )
+
+
+def update_owned_execution(execution_id: uuid.UUID, *, worker: str, **fields: Any) -> bool:
+    """Set ``fields`` on the run if ``worker`` still owns it; True when it did."""
+    table = connection.ops.quote_name(Execution._meta.db_table)
+    assignments = ", ".join(f"{_column(name)} = %s" for name in fields)
+    sql = (
+        f"UPDATE {table} SET {assignments} WHERE {_column('id')} = %s "  # noqa: S608
+        f"AND {_column('worker')} = %s AND {_column('status')} = %s"
+    )
+    params = [_prep(name, value) for name, value in fields.items()]
+    params += [_prep("id", execution_id), worker, ExecutionStatus.RUNNING.value]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount == 1
