@@ -77,15 +77,22 @@ class Publisher:
 
     def publish(self, group: str, message: dict[str, Any]) -> None:
         """Queue ``message`` for ``group``; returns at once. Thread-safe; order is kept."""
+        self.publish_many(group, [message])
+
+    def publish_many(self, group: str, messages: list[dict[str, Any]]) -> None:
+        """Queue ``messages`` for ``group`` in order, waking the loop once (a flush of the
+        engine commits several events at a time)."""
+        if not messages:
+            return
         with self._lock:
             loop, queue = self._ensure_loop()
             self._pending[queue] += 1
         try:
-            loop.call_soon_threadsafe(queue.put_nowait, (group, message))
+            loop.call_soon_threadsafe(queue.put_nowait, (group, messages))
         except RuntimeError:  # the loop closed between the check and the call
             with self._lock:
                 self._pending[queue] -= 1
-            logger.warning("publisher loop closed; dropped a message for %s", group)
+            logger.warning("publisher loop closed; dropped messages for %s", group)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every message published so far was handed to the layer."""
@@ -95,9 +102,10 @@ class Publisher:
     async def _drain(self, queue: asyncio.Queue) -> None:
         layer = get_channel_layer(self.alias)
         while True:
-            group, message = await queue.get()
+            group, messages = await queue.get()
             try:
-                await layer.group_send(group, message)
+                for message in messages:
+                    await layer.group_send(group, message)
             except Exception:
                 # A broken layer must not kill the drain: the database keeps the truth and
                 # subscribers backfill from it.
@@ -115,3 +123,8 @@ publisher = Publisher()
 def publish(group: str, message: dict[str, Any]) -> None:
     """Publish through the process-wide publisher."""
     publisher.publish(group, message)
+
+
+def publish_many(group: str, messages: list[dict[str, Any]]) -> None:
+    """Publish several messages for one group through the process-wide publisher."""
+    publisher.publish_many(group, messages)

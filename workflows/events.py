@@ -29,7 +29,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from canvas.publisher import publish
+from canvas.publisher import publish_many
 from canvas.realtime import event_message
 from workflows.models import ExecutionEvent
 from workflows.rowwriter import DATETIME, JSON, PLAIN, UUID, insert_rows
@@ -75,17 +75,18 @@ def events_listen(*, execution_id: uuid.UUID | str, callback: Listener) -> Itera
                 del _listeners[key]
 
 
-def _publish(execution_id, message: dict[str, Any]) -> None:
-    publish(execution_group(execution_id), message)
+def _publish(execution_id, messages: list[dict[str, Any]]) -> None:
+    publish_many(execution_group(execution_id), messages)
     if _listeners:
         with _listeners_lock:
             callbacks = list(_listeners.get(str(execution_id), ()))
         for callback in callbacks:
-            try:
-                callback(message)
-            except Exception:
-                # An observer's bug must not fail the run whose events it watches.
-                logger.exception("execution event listener failed")
+            for message in messages:
+                try:
+                    callback(message)
+                except Exception:
+                    # An observer's bug must not fail the run whose events it watches.
+                    logger.exception("execution event listener failed")
 
 
 def event_as_message(row: ExecutionEvent) -> dict[str, Any]:
@@ -108,8 +109,7 @@ def _publish_rows_on_commit(execution_id, rows: list[ExecutionEvent]) -> None:
     messages = [event_as_message(row) for row in rows]
 
     def send():
-        for message in messages:
-            _publish(execution_id, message)
+        _publish(execution_id, messages)
 
     # robust: the rows are committed; a failing publish is logged, never raised into the
     # engine (subscribers backfill from the database by seq).
@@ -250,4 +250,4 @@ class TokenStream:
         )
         self.index += 1
         self._last = time.monotonic()
-        _publish(self.execution_id, message)
+        _publish(self.execution_id, [message])
