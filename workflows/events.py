@@ -117,18 +117,15 @@ def _publish_rows_on_commit(execution_id, rows: list[ExecutionEvent]) -> None:
 
 
 @transaction.atomic
-def event_record(
-    *, execution_id: uuid.UUID, event: str, data: dict[str, Any], seq: int | None = None
-) -> ExecutionEvent:
-    """Persist one event of a run that no engine owns right now (queued, or being queued).
+def event_record(*, execution_id: uuid.UUID, event: str, data: dict[str, Any]) -> ExecutionEvent:
+    """Persist one event of a run that no engine owns right now (queued, or being cancelled
+    or failed outside an engine).
 
     Call inside the transaction that makes the change the event reports. The next ``seq`` is
-    read inside it (or given: 1 for a new execution); the unique (execution, seq) constraint
-    refuses a second writer.
+    read inside it; the unique (execution, seq) constraint refuses a second writer.
     """
-    if seq is None:
-        last = ExecutionEvent.objects.filter(execution_id=execution_id).aggregate(m=Max("seq"))
-        seq = (last["m"] or 0) + 1
+    last = ExecutionEvent.objects.filter(execution_id=execution_id).aggregate(m=Max("seq"))
+    seq = (last["m"] or 0) + 1
     row = ExecutionEvent.objects.create(
         execution_id=execution_id, seq=seq, event=event, data=data, ts=timezone.now()
     )

@@ -21,7 +21,7 @@ from django.utils import timezone
 from canvas.exceptions import ApplicationError
 from graphs.selectors import graph_nodes_and_edges_at_version
 from graphs.validation import validate_document
-from workflows.events import event_record
+from workflows.events import EventLog, event_record
 from workflows.models import (
     ACTIVE_STATUSES,
     Execution,
@@ -106,12 +106,10 @@ def execution_create(
             exclude=["owner", "graph", "snapshot", "inputs", "outputs"], validate_unique=False
         )
         execution.save(force_insert=True)
-        event_record(
-            execution_id=execution.id,
-            event="execution.queued",
-            data={"status": ExecutionStatus.QUEUED},
-            seq=1,
-        )
+        # The first event of a new run: seq 1, written like the engine writes its batches.
+        log = EventLog(execution.id, last_seq=0)
+        log.add("execution.queued", {"status": ExecutionStatus.QUEUED})
+        log.write()
         if dispatch:
             transaction.on_commit(lambda: execution_dispatch(execution_id=execution.id))
     return execution

@@ -1,0 +1,88 @@
+"""The claim of a run and its owner's fenced writes (``workflows.ownership``)."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from tests.workflows.conftest import build_graph
+from workflows.models import Execution
+from workflows.ownership import claim_execution, update_owned_execution
+from workflows.services import execution_create
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(params=["returning", "update-then-select"])
+def claim(request, monkeypatch):
+    """Claims by both statements: one UPDATE … RETURNING, or (SQLite before 3.35) UPDATE then
+    SELECT. Only the claim sees the feature switched off: Django's own inserts need it."""
+
+    def claim(execution, worker, *, stale_after=30):
+        now = timezone.now()
+        with monkeypatch.context() as patch:
+            if request.param == "update-then-select":
+                patch.setattr(connection.features, "can_return_columns_from_insert", False)
+            return claim_execution(
+                execution.id, worker=worker, now=now, stale=now - timedelta(seconds=stale_after)
+            )
+
+    return claim
+
+
+@pytest.fixture
+def queued(user):
+    graph = build_graph(
+        user,
+        {"i": ("input", {"name": "x"}), "o": ("output", {"name": "o"})},
+        [("i", "value", "o", "value")],
+    )
+    return execution_create(user=user, graph=graph, inputs={"x": "hi"}, dispatch=False)
+
+
+def test_a_queued_run_is_claimed_once_with_what_it_needs(claim, queued, user):
+    claimed = claim(queued, "w1")
+    assert claimed is not None
+    assert claimed.owner_id == user.pk
+    assert claimed.inputs == {"x": "hi"}
+    assert claimed.snapshot == queued.snapshot
+    assert claimed.cancel_requested is False
+    assert claimed.last_seq == 1  # execution.queued
+    assert claim(queued, "w2") is None
+    queued.refresh_from_db()
+    assert (queued.status, queued.worker) == ("running", "w1")
+    assert queued.started_at is not None
+    assert queued.heartbeat_at is not None
+
+
+def test_a_running_run_is_taken_over_only_when_its_heartbeat_is_stale(claim, queued):
+    assert claim(queued, "w1") is not None
+    first_start = Execution.objects.get(pk=queued.pk).started_at
+    assert claim(queued, "w2") is None
+    Execution.objects.filter(pk=queued.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=60), cancel_requested=True
+    )
+    taken = claim(queued, "w2")
+    assert taken is not None
+    assert taken.cancel_requested is True
+    queued.refresh_from_db()
+    assert queued.worker == "w2"
+    assert queued.started_at == first_start  # the run keeps its first start
+
+
+def test_an_ended_run_is_not_claimed(claim, queued):
+    Execution.objects.filter(pk=queued.pk).update(status="cancelled")
+    assert claim(queued, "w1") is None
+
+
+def test_only_the_owner_writes_and_only_while_the_run_is_running(claim, queued):
+    assert claim(queued, "w1") is not None
+    now = timezone.now()
+    assert update_owned_execution(queued.id, worker="w2", heartbeat_at=now) is False
+    assert update_owned_execution(
+        queued.id, worker="w1", status="succeeded", outputs={"o": "hi"}, finished_at=now
+    )
+    queued.refresh_from_db()
+    assert (queued.status, queued.outputs, queued.finished_at) == ("succeeded", {"o": "hi"}, now)
+    assert update_owned_execution(queued.id, worker="w1", heartbeat_at=now) is False
