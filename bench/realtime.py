@@ -223,6 +223,105 @@ async def fan_out(ws_base: str, base: str, token: str, graph_id: str, sockets: i
     return results
 
 
+# --- the floor: the same path with nothing but asyncio, redis-py and websockets -------------
+
+
+async def floor_relay_serve(port: int, ollama_url: str, redis_url: str) -> None:
+    """A relay with no Django, no Channels and no threads, in its own process like Daphne:
+    on "start" from a socket client it POSTs to the fake, reads the chunked NDJSON stream on
+    the loop, publishes each chunk's text to Redis, and a pub/sub reader on the same loop
+    writes each message to the socket. What any Python relay of tokens over Redis costs here."""
+    from urllib.parse import urlsplit
+
+    import redis.asyncio as aioredis
+    import websockets
+
+    client = aioredis.from_url(redis_url)
+    pubsub = client.pubsub()
+    await pubsub.subscribe("bench-floor")
+    await pubsub.get_message(timeout=1)
+    sockets = set()
+
+    async def relay_out():
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+            if message:
+                for ws in list(sockets):
+                    await ws.send(message["data"].decode())
+
+    async def stream_in():
+        url = urlsplit(ollama_url)
+        reader, writer = await asyncio.open_connection(url.hostname, url.port)
+        body = json.dumps({"model": "bench", "messages": [], "stream": True}).encode()
+        writer.write(
+            b"POST /api/chat HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        while (await reader.readline()).strip():  # status line and headers
+            pass
+        while size := int((await reader.readline()).strip() or b"0", 16):
+            line = json.loads(await reader.readexactly(size))
+            await reader.readexactly(2)
+            if line.get("done"):
+                break
+            text = line["message"]["content"]
+            await client.publish("bench-floor", json.dumps({"event": "node.token", "text": text}))
+        writer.close()
+        await client.publish("bench-floor", json.dumps({"event": "done"}))
+
+    async def handler(ws):
+        sockets.add(ws)
+        try:
+            async for _ in ws:
+                asyncio.get_running_loop().create_task(stream_in())
+        finally:
+            sockets.discard(ws)
+
+    asyncio.get_running_loop().create_task(relay_out())
+    async with websockets.serve(handler, "127.0.0.1", port):
+        print("ready", flush=True)
+        await asyncio.Future()
+
+
+async def floor_latency(port: int, fake: TimedOllama) -> list[float]:
+    import websockets
+
+    fake.sent.clear()
+    received: dict[int, float] = {}
+    async with websockets.connect(f"ws://127.0.0.1:{port}/") as ws:
+        await ws.send("start")
+        while True:
+            frame = json.loads(await ws.recv())
+            now = time.perf_counter()
+            if frame["event"] == "done":
+                break
+            received[int(frame["text"].split()[0][1:])] = now
+    return [(received[i] - fake.sent[i]) * 1000 for i in received if i in fake.sent]
+
+
+def floor_relay(redis_url: str, fake: TimedOllama) -> list[float]:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ollama_url = f"http://127.0.0.1:{fake.server_address[1]}"
+    process = subprocess.Popen(  # noqa: S603
+        [sys.executable, __file__, "--floor-relay", str(port), ollama_url, redis_url],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        return asyncio.run(floor_latency(port, fake))
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -234,7 +333,12 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sockets", type=int, default=500)
     parser.add_argument("--chain", type=int, default=50, help="template nodes in the fan-out run")
+    parser.add_argument("--floor-relay", nargs=3, help=argparse.SUPPRESS)  # the floor's process
     args = parser.parse_args()
+    if args.floor_relay:
+        port, ollama_url, redis_url = args.floor_relay
+        asyncio.run(floor_relay_serve(int(port), ollama_url, redis_url))
+        return
     redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
         sys.exit("bench/realtime.py needs REDIS_URL")
@@ -267,6 +371,7 @@ def main():
         ws_base = base.replace("http://", "ws://")
         bare = asyncio.run(bare_redis_round_trips(redis_url))
         relay, count = asyncio.run(token_latency(ws_base, base, token, llm_graph, fake))
+        floor = floor_relay(redis_url, fake)
         rss_before = rss_mib(daphne.pid)
         results = asyncio.run(fan_out(ws_base, base, token, chain_graph, args.sockets))
         rss_after = rss_mib(daphne.pid)
@@ -285,6 +390,10 @@ def main():
         f"token relay (fake chunk written -> socket frame), {count}/{TOKENS} tokens: "
         f"p50 {pct(relay, 50):.2f} ms, p99 {pct(relay, 99):.2f} ms, max {max(relay):.2f} ms, "
         f"mean {statistics.mean(relay):.2f} ms"
+    )
+    print(
+        f"floor (asyncio + redis-py + websockets, no Django), {len(floor)}/{TOKENS} tokens: "
+        f"p50 {pct(floor, 50):.2f} ms, p99 {pct(floor, 99):.2f} ms, max {max(floor):.2f} ms"
     )
     print(
         f"fan-out: {args.sockets} sockets x {expected} persisted events: {complete} sockets "
