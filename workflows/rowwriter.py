@@ -1,8 +1,8 @@
 """Plain multi-row INSERTs for the engine's flush (node runs, events, cache rows).
 
 ``bulk_create`` spends ~10 µs per value in field preparation; a 5,000-node run writes ~20,000
-rows, so the engine adapts its few column kinds itself and hands one ``executemany`` per table
-to the driver (sqlite3 loops in C; psycopg pipelines). Call inside the flush transaction.
+rows, so the engine adapts its few column kinds itself and sends multi-row ``VALUES``
+statements. Call inside the flush transaction.
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ def _adapters(kinds: Sequence[str]):
     return [table[kind] for kind in kinds]
 
 
+# Rows per INSERT statement (each backend's parameter cap may lower it: bulk_batch_size).
+BATCH_ROWS = 500
+
+
 def insert_rows(
     table: str,
     columns: Sequence[tuple[str, str]],
@@ -53,6 +57,7 @@ def insert_rows(
     """INSERT ``rows`` (tuples in ``columns`` order; kinds UUID, DATETIME, JSON, PLAIN).
 
     ``upsert_on``: a unique column; a row that exists is overwritten with the new values.
+    Rows go in multi-row ``VALUES`` statements of up to ``BATCH_ROWS`` rows.
     """
     rows = list(rows)
     if not rows:
@@ -61,20 +66,32 @@ def insert_rows(
     kinds = [kind for _name, kind in columns]
     adapt = _adapters(kinds)
     postgres = connection.vendor == "postgresql"
-    placeholders = ", ".join("%s::jsonb" if postgres and kind == JSON else "%s" for kind in kinds)
+    row_placeholders = ", ".join(
+        "%s::jsonb" if postgres and kind == JSON else "%s" for kind in kinds
+    )
     # Identifiers come from our models, never from input; values are parameters.
     names = ", ".join(qn(name) for name, _ in columns)
-    sql = f"INSERT INTO {qn(table)} ({names}) VALUES ({placeholders})"  # noqa: S608
+    conflict = ""
     if upsert_on:
         updates = ", ".join(
             f"{qn(name)} = excluded.{qn(name)}" for name, _ in columns if name != upsert_on
         )
-        sql += f" ON CONFLICT ({qn(upsert_on)}) DO UPDATE SET {updates}"
+        conflict = f" ON CONFLICT ({qn(upsert_on)}) DO UPDATE SET {updates}"
+        # One statement may not touch a row twice (PostgreSQL refuses): of rows with the same
+        # key, the last wins, as it would row by row.
+        key = [name for name, _ in columns].index(upsert_on)
+        rows = list({row[key]: row for row in rows}.values())
     elif ignore_conflicts:
-        sql += " ON CONFLICT DO NOTHING"
-    params = [tuple(f(v) for f, v in zip(adapt, row, strict=True)) for row in rows]
+        conflict = " ON CONFLICT DO NOTHING"
+    per_statement = max(1, min(BATCH_ROWS, connection.ops.bulk_batch_size(kinds, rows)))
     with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+        for start in range(0, len(rows), per_statement):
+            batch = rows[start : start + per_statement]
+            values = ", ".join([f"({row_placeholders})"] * len(batch))
+            cursor.execute(
+                f"INSERT INTO {qn(table)} ({names}) VALUES {values}{conflict}",  # noqa: S608
+                [f(v) for row in batch for f, v in zip(adapt, row, strict=True)],
+            )
 
 
 def select_json(sql: str, params: Sequence[Any]) -> Any:
