@@ -340,3 +340,20 @@ def test_snapshot_of_a_graph_that_keeps_changing_is_read_under_its_lock(user, mo
     assert wait_for(execution).outputs == {"o": "edit 5"}
 
 
+def test_identical_nodes_in_one_run_share_one_cache_row(user):
+    """Two nodes with the same type, config and inputs have one cache key; their rows reach
+    the cache table in one flush (PostgreSQL refuses a statement that upserts a key twice)."""
+    graph = build_graph(
+        user,
+        {
+            "a": ("text", {"text": "same"}),
+            "b": ("text", {"text": "same"}),
+            "oa": ("output", {"name": "a"}),
+            "ob": ("output", {"name": "b"}),
+        },
+        [("a", "text", "oa", "value"), ("b", "text", "ob", "value")],
+    )
+    execution = run_graph(graph)
+    assert execution.status == "succeeded", execution.error
+    assert execution.outputs == {"a": "same", "b": "same"}
+    assert NodeOutputCache.objects.filter(owner=user).count() == 1
