@@ -272,6 +272,12 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
                 return
         await self._send_sequenced(name, state, message)
 
+    async def realtime_events(self, message: dict[str, Any]):
+        if message["topic"] not in self.subscriptions:
+            return
+        for event in message["events"]:
+            await self.realtime_event(event)
+
     async def realtime_frame(self, message: dict[str, Any]):
         if message["topic"] in self.subscriptions:
             await self.send_json(message["frame"])

@@ -128,6 +128,12 @@ def event_message(
     return message
 
 
+def events_message(*, topic: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """One group message carrying several ``event_message``s of one topic, relayed in order
+    (a flush commits many events: one channel-layer message instead of one each)."""
+    return {"type": "realtime.events", "topic": topic, "events": events}
+
+
 def frame_message(*, topic: str, frame: dict[str, Any]) -> dict[str, Any]:
     """A group message the consumer relays as ``frame`` itself (chat's top-level frames)."""
     return {"type": "realtime.frame", "topic": topic, "frame": frame}

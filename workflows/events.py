@@ -30,7 +30,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from canvas.publisher import publish_many
-from canvas.realtime import event_message
+from canvas.realtime import event_message, events_message
 from workflows.models import ExecutionEvent
 from workflows.rowwriter import DATETIME, JSON, PLAIN, UUID, insert_rows
 
@@ -75,8 +75,21 @@ def events_listen(*, execution_id: uuid.UUID | str, callback: Listener) -> Itera
                 del _listeners[key]
 
 
+# Events of one flush travel as one channel-layer message (a Redis PUBLISH, a consumer
+# wake-up) per this many.
+EVENTS_PER_MESSAGE = 100
+
+
 def _publish(execution_id, messages: list[dict[str, Any]]) -> None:
-    publish_many(execution_group(execution_id), messages)
+    if len(messages) == 1:
+        layer_messages = messages
+    else:
+        topic = execution_topic(execution_id)
+        layer_messages = [
+            events_message(topic=topic, events=messages[i : i + EVENTS_PER_MESSAGE])
+            for i in range(0, len(messages), EVENTS_PER_MESSAGE)
+        ]
+    publish_many(execution_group(execution_id), layer_messages)
     if _listeners:
         with _listeners_lock:
             callbacks = list(_listeners.get(str(execution_id), ()))

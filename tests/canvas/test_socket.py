@@ -259,6 +259,22 @@ async def test_subscribe_with_after_replays_then_relays_live_without_duplicates(
     assert await seqs_until_quiet(sock) == [4]
 
 
+async def test_a_batch_of_events_is_relayed_in_order_with_the_same_rules(sock, log):
+    """One group message with several events (a flush's batch) is relayed event by event:
+    duplicates dropped, jumps backfilled, the order kept."""
+    await sock.send_json_to({"type": "subscribe", "topic": f"testlog:{log}", "after": 1})
+    await sock.receive_json_from(timeout=2)
+    assert await seqs_until_quiet(sock) == [2, 3]
+
+    # 3 is a duplicate; 5's live copy was lost, so 6 makes the consumer backfill 5.
+    LogTopic.logs[log] += [log_event(log, n) for n in (4, 5, 6)]
+    batch = [log_event(log, n) for n in (3, 4, 6)]
+    await get_channel_layer(settings.EVENTS_CHANNEL_LAYER).group_send(
+        LogTopic.group_name(log), realtime.events_message(topic=f"testlog:{log}", events=batch)
+    )
+    assert await seqs_until_quiet(sock) == [4, 5, 6]
+
+
 async def test_a_jump_is_backfilled_from_the_log(sock, log):
     await sock.send_json_to({"type": "subscribe", "topic": f"testlog:{log}", "after": 3})
     await sock.receive_json_from(timeout=2)
