@@ -72,9 +72,11 @@ def claim_execution(
         ExecutionStatus.RUNNING.value,
         _prep("heartbeat_at", stale),
     ]
+    event_meta = ExecutionEvent._meta
+    seq, of_execution = (qn(event_meta.get_field(name).column) for name in ("seq", "execution"))
     last_seq = (
-        f"SELECT MAX({qn('seq')}) FROM {events} "  # noqa: S608
-        f"WHERE {qn('execution_id')} = {table}.{_column('id')}"
+        f"SELECT MAX({seq}) FROM {events} "  # noqa: S608
+        f"WHERE {of_execution} = {table}.{_column('id')}"
     )
     columns = (
         f"{_column('owner')}, {_column('inputs')}, {_column('snapshot')}, "
