@@ -181,8 +181,9 @@ class EventLog:
     def pending(self) -> int:
         return len(self._pending)
 
-    def write(self) -> None:
-        """Store the buffered events; publish them when the surrounding transaction commits.
+    def write(self, *, publish: bool = True) -> None:
+        """Store the buffered events; publish them when the surrounding transaction commits
+        (``publish=False``: only store them).
 
         Precondition: inside ``transaction.atomic`` (the engine's flush).
         """
@@ -194,7 +195,8 @@ class EventLog:
             EVENT_COLUMNS,
             ((r.execution_id, r.seq, r.event, r.data, r.ts) for r in rows),
         )
-        _publish_rows_on_commit(self.execution_id, rows)
+        if publish:
+            _publish_rows_on_commit(self.execution_id, rows)
 
     def discard(self, seq_after: int) -> None:
         """Forget buffered events (a flush that rolled back): numbering restarts after it."""
