@@ -181,9 +181,8 @@ class EventLog:
     def pending(self) -> int:
         return len(self._pending)
 
-    def write(self, *, publish: bool = True) -> None:
-        """Store the buffered events; publish them when the surrounding transaction commits
-        (``publish=False``: only store them).
+    def write(self) -> None:
+        """Store the buffered events; publish them when the surrounding transaction commits.
 
         Precondition: inside ``transaction.atomic`` (the engine's flush).
         """
@@ -195,8 +194,7 @@ class EventLog:
             EVENT_COLUMNS,
             ((r.execution_id, r.seq, r.event, r.data, r.ts) for r in rows),
         )
-        if publish:
-            _publish_rows_on_commit(self.execution_id, rows)
+        _publish_rows_on_commit(self.execution_id, rows)
 
     def discard(self, seq_after: int) -> None:
         """Forget buffered events (a flush that rolled back): numbering restarts after it."""

@@ -106,12 +106,10 @@ def execution_create(
             exclude=["owner", "graph", "snapshot", "inputs", "outputs"], validate_unique=False
         )
         execution.save(force_insert=True)
-        # The first event of a new run: seq 1, written like the engine writes its batches. Not
-        # published: nobody can have subscribed to a run that did not exist (its id is new),
-        # and whoever subscribes from now on gets it from the replay.
+        # The first event of a new run: seq 1, written like the engine writes its batches.
         log = EventLog(execution.id, last_seq=0)
         log.add("execution.queued", {"status": ExecutionStatus.QUEUED})
-        log.write(publish=False)
+        log.write()
         if dispatch:
             transaction.on_commit(lambda: execution_dispatch(execution_id=execution.id))
     return execution
