@@ -121,17 +121,19 @@ def bench_graph(owner, label: str, graph: Graph, nodes: int, repeat: int) -> Non
     )
 
 
-def bench_throughput(owner, runs: int) -> None:
-    """Small runs (input → template → output, a cache miss each) through the inline pool."""
-    from workflows.executors import get_executor
-
-    graph = build(
+def tiny_graph(owner, name: str) -> Graph:
+    """input → template → output: a cache miss for every new input."""
+    return build(
         owner,
-        "tiny",
+        name,
         [("input", {"name": "x"}), ("template", {"template": "<{v}>"}), ("output", {"name": "o"})],
         [(0, "value", 1, "v"), (1, "text", 2, "value")],
     )
-    executor = get_executor()
+
+
+def create_and_dispatch(owner, graph: Graph, runs: int, executor) -> tuple[float, int]:
+    """Create ``runs`` executions one after the other, each dispatched at once; wait for the
+    last to end. Returns (seconds from the first create to the last end, runs not succeeded)."""
     started = time.perf_counter()
     ids = []
     for i in range(runs):
@@ -143,7 +145,14 @@ def bench_throughput(owner, runs: int) -> None:
     while Execution.objects.filter(pk__in=ids, status__in=["queued", "running"]).exists():
         time.sleep(0.01)
     elapsed = time.perf_counter() - started
-    failed = Execution.objects.filter(pk__in=ids).exclude(status="succeeded").count()
+    return elapsed, Execution.objects.filter(pk__in=ids).exclude(status="succeeded").count()
+
+
+def bench_throughput(owner, runs: int) -> None:
+    """Small runs (a cache miss each) through the inline pool."""
+    from workflows.executors import get_executor
+
+    elapsed, failed = create_and_dispatch(owner, tiny_graph(owner, "tiny"), runs, get_executor())
     print(
         f"| {runs} three-node executions (create + run) | {runs / elapsed:.0f} /s | "
         f"{failed} not succeeded |"
@@ -218,12 +227,7 @@ def bench_channels(owner, runs: int, workers: int) -> None:
 
     from workflows.executors import get_executor, reset_executor
 
-    graph = build(
-        owner,
-        "tiny-channels",
-        [("input", {"name": "x"}), ("template", {"template": "<{v}>"}), ("output", {"name": "o"})],
-        [(0, "value", 1, "v"), (1, "text", 2, "value")],
-    )
+    graph = tiny_graph(owner, "tiny-channels")
     # Workers as deployed: the recovery sweep on (it re-sends dispatches refused by a full
     # channel), with a short staleness window so a straggler shows in the time.
     env = {
@@ -249,23 +253,11 @@ def bench_channels(owner, runs: int, workers: int) -> None:
 
         settings.WORKFLOW_EXECUTOR = "channels"
         reset_executor()
-        executor = get_executor()
-        started = time.perf_counter()
-        ids = []
-        for i in range(runs):
-            execution = execution_create(
-                user=owner, graph=graph, inputs={"x": f"{i}-{uuid.uuid4()}"}, dispatch=False
-            )
-            ids.append(execution.id)
-            executor.dispatch(execution.id)
-        while Execution.objects.filter(pk__in=ids, status__in=["queued", "running"]).exists():
-            time.sleep(0.01)
-        elapsed = time.perf_counter() - started
+        elapsed, failed = create_and_dispatch(owner, graph, runs, get_executor())
     finally:
         for proc in procs:
             proc.terminate()
             proc.wait(timeout=10)
-    failed = Execution.objects.filter(pk__in=ids).exclude(status="succeeded").count()
     print(
         f"| {runs} three-node executions on {workers} runworkers over Redis | "
         f"{runs / elapsed:.0f} /s | {failed} not succeeded |"
