@@ -176,6 +176,17 @@ class FakeHandler(BaseHTTPRequestHandler):
         self.wait(behaviour.stall_for)
         self.close_connection = True
 
+    def before_token(self, behaviour: Behaviour, index: int) -> bool:
+        """What the scripted behaviour does before streamed token ``index``: drop or stall the
+        connection there, or wait the token interval. False when the stream must end here."""
+        if behaviour.drop_after is not None and index == behaviour.drop_after:
+            self.drop()
+            return False
+        if behaviour.stall_after is not None and index == behaviour.stall_after:
+            self.stall(behaviour)
+            return False
+        return not (index and behaviour.token_interval and not self.wait(behaviour.token_interval))
+
 
 class FakeServer:
     """Start with ``start()`` (or as a context manager); ``url`` is ``http://127.0.0.1:PORT``."""

@@ -261,13 +261,7 @@ class FakeGroq(FakeServer):
                 handler.write_chunk(b"data: " + json.dumps(error).encode() + b"\n\n")
                 handler.end_chunked()
                 return
-            if behaviour.drop_after is not None and index == behaviour.drop_after:
-                handler.drop()
-                return
-            if behaviour.stall_after is not None and index == behaviour.stall_after:
-                handler.stall(behaviour)
-                return
-            if index and behaviour.token_interval and not handler.wait(behaviour.token_interval):
+            if not handler.before_token(behaviour, index):
                 return
             handler.write_chunk(chunk({"content": token}), byte_by_byte=behaviour.byte_by_byte)
         if behaviour.omit_terminator:

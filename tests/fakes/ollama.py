@@ -236,13 +236,7 @@ class FakeOllama(FakeServer):
                 )
                 handler.end_chunked()
                 return
-            if behaviour.drop_after is not None and index == behaviour.drop_after:
-                handler.drop()
-                return
-            if behaviour.stall_after is not None and index == behaviour.stall_after:
-                handler.stall(behaviour)
-                return
-            if index and behaviour.token_interval and not handler.wait(behaviour.token_interval):
+            if not handler.before_token(behaviour, index):
                 return
             handler.write_chunk(line(piece(token)), byte_by_byte=behaviour.byte_by_byte)
         if not behaviour.omit_terminator:
