@@ -2,7 +2,7 @@
 
 Thin by design: it authenticates, enforces limits, parses, and routes each message to the
 built-ins (``ping``, ``subscribe``, ``unsubscribe``) or to a handler an app registered in
-``canvas.realtime``; it relays group messages to the socket. It knows no app models.
+``canvas.core.realtime``; it relays group messages to the socket. It knows no app models.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 
-from canvas import realtime
-from canvas.exceptions import ApplicationError
-from canvas.publisher import publisher
+from canvas.core import realtime
+from canvas.core.exceptions import ApplicationError
+from canvas.core.publisher import publisher
 
 logger = logging.getLogger(__name__)
 

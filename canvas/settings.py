@@ -211,14 +211,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # A document nested too deep for Python's decoder is a 400, not a RecursionError (500).
     "DEFAULT_PARSER_CLASSES": [
-        "canvas.parsers.BoundedJSONParser",
+        "canvas.core.parsers.BoundedJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "canvas.exceptions.exception_handler",
+    "EXCEPTION_HANDLER": "canvas.core.exceptions.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 

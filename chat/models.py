@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.db import models
 
-from canvas.models import BaseModel
+from canvas.core.models import BaseModel
 
 TITLE_MAX_LENGTH = 200
 MODEL_MAX_LENGTH = 200

@@ -23,10 +23,10 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from canvas import realtime
-from canvas.exceptions import ApplicationError
-from canvas.ids import parse_id
-from canvas.publisher import publish
+from canvas.core import realtime
+from canvas.core.exceptions import ApplicationError
+from canvas.core.ids import parse_id
+from canvas.core.publisher import publish
 from chat import runner, selectors, services
 from chat.models import Message
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from canvas.exceptions import ApplicationError, NotFoundError
-from canvas.ids import parse_id
+from canvas.core.exceptions import ApplicationError, NotFoundError
+from canvas.core.ids import parse_id
 from chat.models import Conversation, Message
 
 

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from canvas.exceptions import ApplicationError
+from canvas.core.exceptions import ApplicationError
 from chat.models import TITLE_MAX_LENGTH, ChatProvider, Conversation, Message
 from chat.selectors import conversation_get_for_user, message_streaming_for_conversation
 

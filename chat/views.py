@@ -22,8 +22,8 @@ from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from canvas.exceptions import NotFoundError
-from canvas.viewsets import OwnerScopedViewSet
+from canvas.core.exceptions import NotFoundError
+from canvas.core.viewsets import OwnerScopedViewSet
 from chat import runner, selectors, services
 from chat.models import Conversation, Message
 from chat.realtime import conversation_emitter

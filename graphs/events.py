@@ -13,8 +13,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from canvas.publisher import publish
-from canvas.realtime import event_message
+from canvas.core.publisher import publish
+from canvas.core.realtime import event_message
 
 GraphEvent = tuple[str, dict[str, Any]]
 

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
-from canvas.models import BaseModel
+from canvas.core.models import BaseModel
 
 NAME_MAX_LENGTH = 200
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from canvas import realtime
+from canvas.core import realtime
 from graphs.events import graph_group
 from graphs.selectors import graph_get_for_user
 

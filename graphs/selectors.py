@@ -7,8 +7,8 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import QuerySet
 
-from canvas.exceptions import NotFoundError
-from canvas.ids import parse_id
+from canvas.core.exceptions import NotFoundError
+from canvas.core.ids import parse_id
 from graphs.models import Edge, Graph, Node
 
 

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from canvas.exceptions import ApplicationError
+from canvas.core.exceptions import ApplicationError
 from graphs.events import GraphEvent, graph_events_publish_on_commit
 from graphs.models import Edge, Graph, Node
 from graphs.selectors import (

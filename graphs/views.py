@@ -12,8 +12,8 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from canvas.exceptions import ApplicationError
-from canvas.viewsets import OwnerScopedViewSet
+from canvas.core.exceptions import ApplicationError
+from canvas.core.viewsets import OwnerScopedViewSet
 from graphs import selectors, services
 from graphs.models import Edge, Graph, Node
 from graphs.registry import registry

@@ -25,7 +25,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from canvas.exceptions import ApplicationError, NotFoundError
+from canvas.core.exceptions import ApplicationError, NotFoundError
 from integrations.models import ApiKey, Provider
 
 logger = logging.getLogger(__name__)

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from canvas.models import BaseModel
+from canvas.core.models import BaseModel
 from integrations.encryption import EncryptedTextField
 
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 from django.conf import settings
 
-from canvas.exceptions import NotFoundError
+from canvas.core.exceptions import NotFoundError
 
 from . import keys
 from .adapter import ApiAdapter

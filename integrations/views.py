@@ -5,7 +5,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from canvas.viewsets import OwnerScopedViewSet
+from canvas.core.viewsets import OwnerScopedViewSet
 from integrations import keys, providers
 from integrations.errors import IntegrationError
 from integrations.models import ApiKey

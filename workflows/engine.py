@@ -47,7 +47,7 @@ from workflows.models import (
     NodeRun,
     NodeRunStatus,
 )
-from workflows.ownership import ClaimedRun, claim_execution, update_owned_execution
+from workflows.lease import ClaimedRun, claim_execution, update_owned_execution
 from workflows.rowwriter import (
     DATETIME,
     JSON,

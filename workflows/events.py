@@ -8,7 +8,7 @@ published and never stored.
 One writer per execution allocates ``seq``: while a run is queued (no engine owns it yet) the
 services call ``event_record``, which takes the next number inside their write transaction;
 once an engine has claimed the run, its ``EventLog`` is the only writer. Publishing goes
-through the process-wide publisher (``canvas.publisher``), which hands messages to one
+through the process-wide publisher (``canvas.core.publisher``), which hands messages to one
 long-lived loop in the order they were given, so ``on_commit`` callbacks issued by one writer
 thread reach subscribers in ``seq`` order.
 """
@@ -29,8 +29,8 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from canvas.publisher import publish_many
-from canvas.realtime import event_message, events_message
+from canvas.core.publisher import publish_many
+from canvas.core.realtime import event_message, events_message
 from workflows.models import ExecutionEvent
 from workflows.rowwriter import DATETIME, JSON, PLAIN, UUID, insert_rows
 

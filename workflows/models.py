@@ -8,7 +8,7 @@ transition, and ``worker`` fences a stale worker out after the recovery sweep to
 from django.conf import settings
 from django.db import models
 
-from canvas.models import BaseModel
+from canvas.core.models import BaseModel
 
 
 class ExecutionStatus(models.TextChoices):

@@ -8,8 +8,8 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.db.models import Max
 
-from canvas import realtime
-from canvas.exceptions import ApplicationError
+from canvas.core import realtime
+from canvas.core.exceptions import ApplicationError
 from workflows.events import event_as_message, execution_group
 from workflows.models import TERMINAL_STATUSES, ExecutionEvent
 from workflows.selectors import (

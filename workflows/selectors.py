@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.db.models import Prefetch, QuerySet
 
-from canvas.exceptions import NotFoundError
-from canvas.ids import parse_id
+from canvas.core.exceptions import NotFoundError
+from canvas.core.ids import parse_id
 from workflows.models import Execution, ExecutionEvent, NodeRun
 
 EVENTS_PAGE_SIZE = 1000

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from canvas.exceptions import ApplicationError
+from canvas.core.exceptions import ApplicationError
 from graphs.selectors import graph_nodes_and_edges_at_version
 from graphs.validation import validate_document
 from workflows.events import EventLog, event_record

@@ -9,8 +9,8 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 
-from canvas.exceptions import ApplicationError
-from canvas.viewsets import OwnerScopedViewSet
+from canvas.core.exceptions import ApplicationError
+from canvas.core.viewsets import OwnerScopedViewSet
 from graphs.selectors import graph_get_for_user
 from workflows import selectors, services
 from workflows.models import Execution, ExecutionStatus

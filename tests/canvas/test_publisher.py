@@ -13,7 +13,7 @@ from tests.live import BASE_DIR
 PUBLISH_AND_EXIT = """
 import django
 django.setup()
-from canvas.publisher import publish
+from canvas.core.publisher import publish
 for i in range(200):
     publish("publisher-exit-test", {"type": "x", "i": i})
 """

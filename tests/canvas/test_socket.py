@@ -15,9 +15,9 @@ from django.conf import settings
 from django.test import override_settings
 from rest_framework.authtoken.models import Token
 
-from canvas import realtime
+from canvas.core import realtime
 from canvas.asgi import application
-from canvas.exceptions import NotFoundError
+from canvas.core.exceptions import NotFoundError
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -318,7 +318,7 @@ async def test_unsubscribe_stops_the_relay(sock, log):
 
 
 async def test_publisher_from_a_thread_reaches_the_socket_in_order(sock, log):
-    from canvas.publisher import publisher
+    from canvas.core.publisher import publisher
 
     await sock.send_json_to({"type": "subscribe", "topic": f"testlog:{log}", "after": 3})
     await sock.receive_json_from(timeout=2)

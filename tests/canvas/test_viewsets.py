@@ -2,7 +2,7 @@
 
 import pytest
 
-from canvas.viewsets import OwnerScopedViewSet
+from canvas.core.viewsets import OwnerScopedViewSet
 from chat.views import ConversationViewSet
 from graphs.views import EdgeViewSet, GraphViewSet, NodeViewSet
 from integrations.views import ApiKeyViewSet

@@ -7,7 +7,7 @@ import time
 import pytest
 from django.db import connection, transaction
 
-from canvas.exceptions import ApplicationError
+from canvas.core.exceptions import ApplicationError
 from graphs.models import Edge
 from graphs.services import edge_create, graph_create
 from tests.graphs.factories import edge, node

@@ -14,7 +14,7 @@ from django.views.debug import ExceptionReporter
 from django_cryptography.utils.crypto import FernetBytes
 
 import canvas.settings as settings_module
-from canvas.exceptions import ApplicationError
+from canvas.core.exceptions import ApplicationError
 from integrations import keys
 from integrations.encryption import DecryptionError, master_key, secret_box
 from integrations.models import ApiKey

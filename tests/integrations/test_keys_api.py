@@ -345,7 +345,7 @@ def test_a_missing_key_error_reaches_the_client_as_400_with_its_code(user):
     # What a view that resolves a key (chat, providers) answers when there is none.
     from rest_framework.test import APIRequestFactory
 
-    from canvas.exceptions import exception_handler
+    from canvas.core.exceptions import exception_handler
 
     with override_settings(GROQ_API_KEY=""):
         try:

@@ -5,7 +5,7 @@ import time
 import pytest
 from django.db import transaction
 
-from canvas.exceptions import ApplicationError
+from canvas.core.exceptions import ApplicationError
 from tests.workflows.conftest import build_graph, events_of, run_graph, runs_by_key, wait_for
 from workflows.models import Execution, NodeOutputCache
 from workflows.services import execution_cancel, execution_create

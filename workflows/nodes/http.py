@@ -131,7 +131,7 @@ def run_http(ctx):
     cancellably. Secrets in headers are resolved here and never leave this function."""
     from django.conf import settings
 
-    from canvas.exceptions import ApplicationError
+    from canvas.core.exceptions import ApplicationError
     from integrations.adapter import ApiAdapter
     from integrations.errors import Cancelled, IntegrationError
     from integrations.guard import AddressGuard

@@ -73,7 +73,7 @@ class LLMNode(NodeType):
 def _client(ctx, *, sleep, max_retries: int):
     from django.conf import settings
 
-    from canvas.exceptions import ApplicationError
+    from canvas.core.exceptions import ApplicationError
     from integrations.groq import GroqClient
     from integrations.ollama import OllamaClient
     from workflows.engine import NodeError

@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from canvas.exceptions import ApplicationError
+from canvas.core.exceptions import ApplicationError
 from chat import runner, selectors, services
 from chat.models import ChatProvider, Conversation, Message
 

@@ -10,7 +10,7 @@ import sys
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from canvas.exceptions import ApplicationError
+from canvas.core.exceptions import ApplicationError
 from graphs.serializers import GraphInputSerializer, errors_to_map
 from graphs.services import graph_import
 

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
-from canvas.exceptions import ApplicationError
+from canvas.core.exceptions import ApplicationError
 from graphs.models import Graph
 from workflows.engine import execution_run
 from workflows.events import events_listen

@@ -3,7 +3,7 @@
 import uuid
 from typing import Any
 
-from canvas.exceptions import NotFoundError
+from canvas.core.exceptions import NotFoundError
 
 
 def parse_id(value: Any, *, what: str) -> uuid.UUID:

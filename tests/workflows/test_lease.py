@@ -1,4 +1,4 @@
-"""The claim of a run and its owner's fenced writes (``workflows.ownership``)."""
+"""The claim of a run and its owner's fenced writes (``workflows.lease``)."""
 
 from datetime import timedelta
 
@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from tests.workflows.conftest import build_graph
 from workflows.models import Execution
-from workflows.ownership import claim_execution, update_owned_execution
+from workflows.lease import claim_execution, update_owned_execution
 from workflows.services import execution_create
 
 pytestmark = pytest.mark.django_db

@@ -19,8 +19,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from canvas.exceptions import ApplicationError
-from canvas.ids import parse_id
+from canvas.core.exceptions import ApplicationError
+from canvas.core.ids import parse_id
 
 if TYPE_CHECKING:
     from canvas.consumers import CanvasConsumer
@@ -55,7 +55,7 @@ class Topic:
     def open(self, *, user, object_id: uuid.UUID, after: int | None) -> Opened:
         """Authorize and read the snapshot and replay. Runs in a database thread.
 
-        Raise ``canvas.exceptions.NotFoundError`` when the object is missing or not the
+        Raise ``canvas.core.exceptions.NotFoundError`` when the object is missing or not the
         user's (one answer for both).
         """
         raise NotImplementedError
