@@ -40,6 +40,7 @@ from django.utils import timezone
 
 from graphs.registry import NodeType, registry
 from workflows.events import EventLog, TokenStream
+from workflows.lease import ClaimedRun, claim_execution, update_owned_execution
 from workflows.models import (
     Execution,
     ExecutionStatus,
@@ -47,7 +48,6 @@ from workflows.models import (
     NodeRun,
     NodeRunStatus,
 )
-from workflows.lease import ClaimedRun, claim_execution, update_owned_execution
 from workflows.rowwriter import (
     DATETIME,
     JSON,

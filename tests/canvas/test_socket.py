@@ -15,8 +15,8 @@ from django.conf import settings
 from django.test import override_settings
 from rest_framework.authtoken.models import Token
 
-from canvas.core import realtime
 from canvas.asgi import application
+from canvas.core import realtime
 from canvas.core.exceptions import NotFoundError
 
 pytestmark = pytest.mark.django_db(transaction=True)

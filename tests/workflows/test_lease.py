@@ -7,8 +7,8 @@ from django.db import connection
 from django.utils import timezone
 
 from tests.workflows.conftest import build_graph
-from workflows.models import Execution
 from workflows.lease import claim_execution, update_owned_execution
+from workflows.models import Execution
 from workflows.services import execution_create
 
 pytestmark = pytest.mark.django_db
