@@ -1,8 +1,12 @@
-"""The node-type registry: port types, ports, the ``NodeType`` base class and the registry.
+"""The node-type registry: port types, ports, the ``NodeType`` description and the registry.
 
-``graphs`` owns the registry and never imports ``workflows``; each node type is one module in
-``workflows/nodes/`` that ``WorkflowsConfig.ready()`` registers here. Graph validation, the
-``/api/node-types/`` endpoint and the engine all look types up through ``registry``.
+``graphs`` owns the registry and never imports ``workflows``. What ``graphs`` needs of a node
+type is its description (``NodeType``: name, label, ports, config schema), so that is all it
+declares; behaviour is declared in ``workflows/nodes/base.py`` (``Node``, a subclass of
+``NodeType`` with ``run``, ``blocking``, ``cacheable``, ``safe_to_repeat``). Each node type is
+one module in ``workflows/nodes/`` that ``WorkflowsConfig.ready()`` registers here. Graph
+validation, the ``/api/node-types/`` endpoint and the engine all look types up through
+``registry``.
 """
 
 from __future__ import annotations
@@ -63,7 +67,8 @@ def _schema_path(path: Iterable[Any]) -> str:
 
 
 class NodeType:
-    """A node type: its ports, its config JSON schema, and (later) its behaviour.
+    """A node type as graphs see it: its ports and its config JSON schema (its behaviour is
+    ``workflows.nodes.base.Node``'s).
 
     Subclasses set the class attributes; the methods are classmethods so callers can use the
     class straight from ``registry.get(...)``. Fields named in ``config_schema["required"]`` that
@@ -203,11 +208,6 @@ class NodeType:
             "dynamic_inputs": cls.dynamic_inputs,
             "config_schema": cls.config_schema,
         }
-
-    # --- behaviour --------------------------------------------------------------------------
-
-    def run(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError(f"node type {self.type!r} has no behaviour yet")
 
 
 def _error_order(problem: SchemaError) -> tuple:

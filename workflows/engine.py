@@ -31,14 +31,12 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import cached_property
 from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
-from graphs.registry import NodeType, registry
 from workflows.events import EventLog, TokenStream
 from workflows.lease import ClaimedRun, claim_execution, update_owned_execution
 from workflows.models import (
@@ -47,6 +45,14 @@ from workflows.models import (
     NodeOutputCache,
     NodeRun,
     NodeRunStatus,
+)
+from workflows.nodes.base import (
+    Node,
+    NodeCancelled,
+    NodeContext,
+    NodeError,
+    checked_outputs,
+    node_class,
 )
 from workflows.rowwriter import (
     DATETIME,
@@ -68,105 +74,10 @@ CANCEL_POLL_INTERVAL = 0.5
 # After cancel or failure, in-flight nodes get this long to return before they are recorded
 # as cancelled anyway (their streams were shut down, so they normally return at once).
 STOP_GRACE = 2.0
-MAX_NODE_ATTEMPTS = 3
-
-
-class NodeError(Exception):
-    """A node failed for a reason its user can act on; ``message`` names the cause."""
-
-    def __init__(self, message: str, *, code: str = "node_error", details: dict | None = None):
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.details = details or {}
-
-
-class NodeCancelled(Exception):
-    """Raised inside a node when its run was cancelled (or timed out) mid-way."""
 
 
 class LostOwnership(Exception):
     """The execution row is no longer this runner's (taken over or already finished)."""
-
-
-@dataclass
-class NodeContext:
-    """What a node's ``run`` sees: its config, inputs and the run's facilities."""
-
-    execution_id: uuid.UUID
-    owner_id: int
-    node_id: str
-    node_type: str
-    label: str
-    config: dict[str, Any]
-    inputs: dict[str, Any]
-    execution_inputs: dict[str, Any]
-    deadline: float | None = None
-    attempt: int = 1
-    tokens: TokenStream | None = None
-    usage: dict[str, Any] | None = None
-    cancel_event: threading.Event = field(default_factory=threading.Event)
-    # Set by the coordinator; a node calls ``retrying`` to report an engine retry.
-    _retry_hook: Any = None
-    _cancel_callbacks: list = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @cached_property
-    def owner(self):
-        from django.contrib.auth import get_user_model
-
-        return get_user_model().objects.get(pk=self.owner_id)
-
-    @property
-    def cancelled(self) -> bool:
-        return self.cancel_event.is_set()
-
-    def check_cancelled(self) -> None:
-        if self.cancel_event.is_set():
-            raise NodeCancelled
-
-    def remaining(self) -> float | None:
-        """Seconds until this node's timeout, or None without one."""
-        if self.deadline is None:
-            return None
-        return max(0.0, self.deadline - time.monotonic())
-
-    def emit_token(self, text: str) -> None:
-        if self.tokens is not None:
-            self.tokens.push(text)
-
-    def on_cancel(self, callback) -> None:
-        """Call ``callback`` (from another thread) when the node is cancelled or times out.
-
-        Used to shut an in-flight stream's socket: a blocked read does not notice a flag.
-        """
-        with self._lock:
-            if not self.cancel_event.is_set():
-                self._cancel_callbacks.append(callback)
-                return
-        callback()
-
-    def cancel(self) -> None:
-        with self._lock:
-            if self.cancel_event.is_set():
-                return
-            self.cancel_event.set()
-            callbacks, self._cancel_callbacks = self._cancel_callbacks, []
-        for callback in callbacks:
-            try:
-                callback()
-            except Exception:
-                logger.exception("cancel callback of node %s failed", self.node_id)
-
-    def retrying(self, error: str) -> None:
-        """Report that the node starts over (a broken stream): ``node.retrying`` is written
-        and published before this returns, and the token stream restarts at index 0."""
-        self.attempt += 1
-        if self.tokens is not None:
-            self.tokens.flush()
-            self.tokens.restart()
-        if self._retry_hook is not None:
-            self._retry_hook(self, error)
 
 
 def cache_key(*, owner_id: int, node_type: str, config: dict, inputs: dict) -> str:
@@ -174,16 +85,6 @@ def cache_key(*, owner_id: int, node_type: str, config: dict, inputs: dict) -> s
         [owner_id, node_type, config, inputs], sort_keys=True, default=str, separators=(",", ":")
     )
     return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def node_is_cacheable(cls: type[NodeType], config: dict) -> bool:
-    """Deterministic nodes answer from the cache; ``config.cache = false`` opts a node out."""
-    if config.get("cache") is False:
-        return False
-    policy = getattr(cls, "cacheable", None)
-    if policy is None:
-        return False
-    return bool(policy(config)) if callable(policy) else bool(policy)
 
 
 # Identifiers from the model, values as parameters.
@@ -292,16 +193,6 @@ def _insert_node_runs(runs: list[RunState], now) -> None:
         run.stored = True
 
 
-def _without_nul(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_without_nul(v) for v in value]
-    return value
-
-
 def _json_size(value: Any) -> int:
     return len(json.dumps(value, default=str))
 
@@ -406,12 +297,12 @@ class ExecutionRunner:
         resumed = last_seq > 1
         self.log = EventLog(self.execution_id, last_seq=last_seq)
         self.nodes: dict[str, dict] = {}
-        self.types: dict[str, type[NodeType]] = {}
+        self.types: dict[str, type[Node]] = {}
         self.configs: dict[str, dict] = {}
         self.required: dict[str, set[str]] = {}
         for node in snapshot["nodes"]:
             nid = str(node["id"])
-            cls = registry.get(node["type"])
+            cls = node_class(node["type"])
             self.nodes[nid] = node
             self.types[nid] = cls
             config = cls.config_with_defaults(node.get("config") or {})
@@ -512,7 +403,7 @@ class ExecutionRunner:
                 if self._restore(nid):
                     progressed = True
                     continue
-                if getattr(self.types[nid], "blocking", False):
+                if self.types[nid].blocking:
                     self.io_waiting.append(nid)
                     self.ready_at[nid] = timezone.now()
                     continue
@@ -615,10 +506,10 @@ class ExecutionRunner:
 
     def _cache_lookup(self, nid: str, cls, inputs: dict) -> tuple[str, dict | None]:
         config = self.configs[nid]
-        if not node_is_cacheable(cls, config):
+        if not cls.is_cacheable(config):
             return "", None
         key = cache_key(owner_id=self.owner_id, node_type=cls.type, config=config, inputs=inputs)
-        if not getattr(cls, "blocking", False) and any(
+        if not cls.blocking and any(
             str(edge["source"]) in self.missed for edge in self.in_edges[nid]
         ):
             # A cheap node fed by a node that just missed the cache is computed without a
@@ -664,7 +555,7 @@ class ExecutionRunner:
         ctx = self._context(nid, tokens=False)
         try:
             outputs = cls().run(ctx)
-            outputs = self._checked_outputs(outputs)
+            outputs = checked_outputs(outputs)
         except NodeError as exc:
             self._fail_node(nid, exc.message, code=exc.code)
             return
@@ -673,25 +564,6 @@ class ExecutionRunner:
             self._fail_node(nid, f"{type(exc).__name__}: {exc}", code="node_error")
             return
         self._succeed_node(nid, outputs, usage=None, key=key)
-
-    def _checked_outputs(self, outputs: Any) -> dict:
-        if outputs is None:
-            outputs = {}
-        if not isinstance(outputs, dict):
-            raise NodeError("The node returned something other than a mapping of ports.")
-        limit = settings.WORKFLOW_MAX_OUTPUT_BYTES
-        dumped = json.dumps(outputs, default=str)
-        size = len(dumped)
-        if "\\u0000" in dumped:
-            # PostgreSQL cannot store NUL in jsonb (a binary HTTP body, a model's odd output):
-            # it becomes U+FFFD on every database alike.
-            outputs = _without_nul(outputs)
-        if size > limit:
-            raise NodeError(
-                f"Its output is {size} bytes, more than the limit of {limit} bytes.",
-                code="output_too_large",
-            )
-        return outputs
 
     def _succeed_node(self, nid: str, outputs: dict, *, usage, key: str) -> None:
         now = timezone.now()
@@ -806,7 +678,7 @@ class ExecutionRunner:
         run = self._node_run(nid)
         if existing is not None and existing.status == NodeRunStatus.RUNNING:
             # In flight when its worker died: repeat it only when that is safe.
-            if not getattr(cls, "safe_to_repeat", lambda config: True)(self.configs[nid]):
+            if not cls.is_safe_to_repeat(self.configs[nid]):
                 self._fail_node(
                     nid,
                     "interrupted: the worker running it stopped mid-call, and repeating a "
@@ -837,7 +709,7 @@ class ExecutionRunner:
         self._flush()
         ctx = self._context(nid, tokens=True)
         ctx.attempt = run.attempts
-        ctx._retry_hook = self._retry_hook
+        ctx.on_retry = self._retry_hook
         timeout = self._node_timeout(nid)
         ctx.deadline = time.monotonic() + timeout
         self.inflight[nid] = (ctx, ctx.deadline)
@@ -847,7 +719,7 @@ class ExecutionRunner:
         """Runs in a pool thread; reports back through ``self.results``."""
         try:
             outputs = cls().run(ctx)
-            outputs = self._checked_outputs(outputs)
+            outputs = checked_outputs(outputs)
             if ctx.tokens is not None:
                 ctx.tokens.flush()
             self.results.put(("done", ctx, (outputs, key)))

@@ -205,11 +205,3 @@ def test_defaults_fill_missing_fields():
         "seed": None,
         "cache": True,
     }
-
-
-def test_a_type_without_behaviour_says_so():
-    class Declared(NodeType):
-        type = "declared"
-
-    with pytest.raises(NotImplementedError, match="declared"):
-        Declared().run()

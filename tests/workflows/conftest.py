@@ -8,10 +8,13 @@ import uuid
 import pytest
 from django.db import connection
 
-from graphs.models import Edge, Graph, Node
+from graphs.models import Edge, Graph
+from graphs.models import Node as NodeRow
+from graphs.registry import Port, PortType, registry
 from tests.fakes.base import FakeServer
 from tests.fakes.fixtures import fake_groq, fake_ollama  # noqa: F401 - fixtures for this package
 from workflows.models import TERMINAL_STATUSES, Execution
+from workflows.nodes.base import Node, NodeCancelled, NodeError
 from workflows.services import execution_create
 
 
@@ -20,7 +23,7 @@ def build_graph(owner, nodes: dict[str, tuple[str, dict]], edges=(), name="g") -
     graph = Graph.objects.create(owner=owner, name=name)
     rows = {}
     for key, (node_type, config) in nodes.items():
-        rows[key] = Node.objects.create(
+        rows[key] = NodeRow.objects.create(
             graph=graph, id=uuid.uuid4(), type=node_type, label=key, config=config
         )
     for source, source_port, target, target_port in edges:
@@ -70,10 +73,8 @@ def _close_db_after_threads():
 @pytest.fixture
 def sleep_node():
     """A slow, cancellable node type run in the node pool, registered for one test."""
-    from graphs.registry import NodeType, Port, PortType, registry
-    from workflows.engine import NodeCancelled
 
-    class _Sleep(NodeType):
+    class _Sleep(Node):
         type = "test_sleep"
         label = "Sleep"
         blocking = True
@@ -90,8 +91,6 @@ def sleep_node():
             if ctx.cancel_event.wait(ctx.config["seconds"]):
                 raise NodeCancelled
             if ctx.config.get("fail"):
-                from workflows.engine import NodeError
-
                 raise NodeError(str(ctx.config["fail"]))
             return {"value": ctx.inputs.get("value", ctx.config["seconds"])}
 

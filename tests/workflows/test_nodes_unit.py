@@ -2,7 +2,7 @@
 
 import pytest
 
-from workflows.engine import NodeContext, NodeError
+from workflows.nodes.base import NodeContext, NodeError
 from workflows.nodes.condition import evaluate
 from workflows.nodes.extract import ExtractNode
 from workflows.nodes.template import TemplateNode
@@ -129,3 +129,34 @@ def test_http_url_placeholders_are_encoded_for_where_they_land(template, values,
     from workflows.nodes.http import render_url
 
     assert render_url(template, values) == expected
+
+
+def test_every_registered_node_type_subclasses_the_node_base():
+    from graphs.registry import registry
+    from workflows.nodes import NODE_TYPES
+    from workflows.nodes.base import Node, node_class
+
+    assert {cls.type for cls in registry.all()} >= {cls.type for cls in NODE_TYPES}
+    for cls in registry.all():
+        assert node_class(cls.type) is cls
+        assert issubclass(cls, Node)
+        # The contract is declared, typed, on the class: no attribute is left to a default
+        # the engine would have to guess.
+        assert isinstance(cls.blocking, bool)
+        assert isinstance(cls.cacheable, bool)
+        assert isinstance(cls.safe_to_repeat, bool)
+
+
+def test_node_class_refuses_a_type_without_behaviour():
+    from graphs.registry import NodeType, registry
+    from workflows.nodes.base import node_class
+
+    class Described(NodeType):
+        type = "test_described_only"
+
+    registry.register(Described)
+    try:
+        with pytest.raises(TypeError, match="does not subclass Node"):
+            node_class("test_described_only")
+    finally:
+        registry.unregister("test_described_only")

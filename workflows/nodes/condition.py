@@ -4,8 +4,9 @@ import json
 
 import regex
 
-from graphs.registry import NodeType, Port, PortType, error
+from graphs.registry import Port, PortType, error
 
+from .base import Node, NodeError
 from .schema import CACHE_ON
 
 OPERATORS = ("equals", "not_equals", "contains", "matches", "gt", "lt", "truthy", "is_empty")
@@ -25,7 +26,7 @@ def _is_number(value) -> bool:
     return False
 
 
-class ConditionNode(NodeType):
+class ConditionNode(Node):
     type = "condition"
     label = "Condition"
     description = (
@@ -68,9 +69,7 @@ class ConditionNode(NodeType):
 
     # --- behaviour (engine) ---------------------------------------------------------------
 
-    @classmethod
-    def cacheable(cls, config):
-        return config.get("cache", True)
+    cacheable = True
 
     def run(self, ctx):
         taken = evaluate(
@@ -95,8 +94,6 @@ def _text(value) -> str:
 
 
 def _number(value, what: str) -> float:
-    from workflows.engine import NodeError
-
     if not _is_number(value):
         raise NodeError(f"{what} {value!r} is not a number.")
     return float(value)
@@ -109,8 +106,6 @@ def evaluate(operator: str, value, operand) -> bool:
     looks into text, lists (an element) and objects (a key); ``truthy`` treats "false", "0",
     "no", "off" and blank text as false.
     """
-    from workflows.engine import NodeError
-
     if operator in ("equals", "not_equals"):
         if _is_number(value) and _is_number(operand):
             same = float(value) == float(operand)

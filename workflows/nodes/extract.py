@@ -4,8 +4,9 @@ import contextlib
 import json
 import re
 
-from graphs.registry import NodeType, Port, PortType, error
+from graphs.registry import Port, PortType, error
 
+from .base import Node, NodeError
 from .schema import CACHE_ON
 
 _KEY = re.compile(r"[^.\[\]]+")
@@ -47,7 +48,7 @@ def parse_path(path: str) -> list[str | int]:
     return steps
 
 
-class ExtractNode(NodeType):
+class ExtractNode(Node):
     type = "extract"
     label = "Extract"
     description = "Picks a value out of JSON data by path (a.b[0].c); an empty path is all of it."
@@ -72,13 +73,9 @@ class ExtractNode(NodeType):
 
     # --- behaviour (engine) ---------------------------------------------------------------
 
-    @classmethod
-    def cacheable(cls, config):
-        return config.get("cache", True)
+    cacheable = True
 
     def run(self, ctx):
-        from workflows.engine import NodeError
-
         data = ctx.inputs.get("data")
         path = ctx.config.get("path", "")
         if isinstance(data, str) and path:

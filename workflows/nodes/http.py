@@ -6,11 +6,20 @@ stored in plain text).
 """
 
 import json
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-from graphs.registry import NodeType, Port, PortType, error
+from django.conf import settings
+
+from canvas.core.exceptions import ApplicationError
+from graphs.registry import Port, PortType, error
+from integrations.adapter import ApiAdapter
+from integrations.errors import Cancelled, IntegrationError
+from integrations.guard import AddressGuard
+from integrations.keys import key_get_secret_by_name
+from integrations.streaming import ResponseStream
 
 from . import placeholders
+from .base import MAX_NODE_ATTEMPTS, Node, NodeCancelled, NodeContext, NodeError
 from .schema import CACHE_OFF
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
@@ -26,7 +35,7 @@ def _templated_fields(config):
     yield "config.body", config.get("body", ""), False
 
 
-class HttpNode(NodeType):
+class HttpNode(Node):
     type = "http"
     label = "HTTP request"
     description = (
@@ -90,17 +99,20 @@ class HttpNode(NodeType):
     # --- behaviour (engine) ---------------------------------------------------------------
 
     blocking = True
+    # Only a GET whose config turns caching on ("cache" defaults to false here).
+    cacheable = True
+    # A request that changes something must not be sent twice after a worker died.
+    safe_to_repeat = False
 
     @classmethod
-    def cacheable(cls, config):
+    def is_cacheable(cls, config):
         return config.get("method", "GET") == "GET" and bool(config.get("cache", False))
 
     @classmethod
-    def safe_to_repeat(cls, config):
-        # A request that changes something must not be sent twice after a worker died.
+    def is_safe_to_repeat(cls, config):
         return config.get("method", "GET") in ("GET", "HEAD")
 
-    def run(self, ctx):
+    def run(self, ctx: NodeContext) -> dict:
         return run_http(ctx)
 
 
@@ -108,8 +120,6 @@ def render_url(template: str, values) -> str:
     """Fill URL placeholders, percent-encoding each value for where it lands: raw before the
     path (``{base}/items`` may carry a scheme and host), encoded in the path (``/`` kept) and
     fully encoded in the query and fragment (``?q={q}`` with ``cats & dogs``)."""
-    from urllib.parse import quote
-
     out: list[str] = []
     for segment in placeholders.parse(template):
         if isinstance(segment, placeholders.Literal):
@@ -129,16 +139,6 @@ def render_url(template: str, values) -> str:
 def run_http(ctx):
     """Send the request through the adapter and its address guard; read the body
     cancellably. Secrets in headers are resolved here and never leave this function."""
-    from django.conf import settings
-
-    from canvas.core.exceptions import ApplicationError
-    from integrations.adapter import ApiAdapter
-    from integrations.errors import Cancelled, IntegrationError
-    from integrations.guard import AddressGuard
-    from integrations.keys import key_get_secret_by_name
-    from integrations.streaming import ResponseStream
-    from workflows.engine import MAX_NODE_ATTEMPTS, NodeCancelled, NodeError
-
     config = ctx.config
     method = config.get("method", "GET")
     values = ctx.inputs

@@ -1,9 +1,11 @@
 """``input``: a value from the execution's ``inputs[name]``, or the configured default."""
 
-from graphs.registry import NodeType, Port, PortType
+from graphs.registry import Port, PortType
+
+from .base import Node
 
 
-class InputNode(NodeType):
+class InputNode(Node):
     type = "input"
     label = "Input"
     description = "Reads the execution's inputs[name]; falls back to `default` when absent."

@@ -1,13 +1,22 @@
 """``llm``: a chat completion from a provider (Ollama or Groq)."""
 
-from graphs.registry import NodeType, Port, PortType
+from django.conf import settings
 
+from canvas.core.exceptions import ApplicationError
+from graphs.registry import Port, PortType
+from integrations.completions import Usage
+from integrations.errors import Cancelled, IntegrationError
+from integrations.groq import GroqClient
+from integrations.keys import key_resolve
+from integrations.ollama import OllamaClient
+
+from .base import MAX_NODE_ATTEMPTS, Node, NodeCancelled, NodeContext, NodeError
 from .schema import CACHE_ON
 
 PROVIDERS = ("ollama", "groq")
 
 
-class LLMNode(NodeType):
+class LLMNode(Node):
     type = "llm"
     label = "LLM"
     description = "Sends the prompt (and optional system prompt) to a model; streams the reply."
@@ -49,40 +58,29 @@ class LLMNode(NodeType):
 
     # --- behaviour (engine) ---------------------------------------------------------------
 
-    # Runs in the engine's node pool (it waits on the network), and may be repeated after a
-    # worker died mid-call (a chat completion has no side effect).
+    # Waits on the network; may be repeated after a worker died mid-call (a chat completion
+    # has no side effect).
     blocking = True
+    cacheable = True
+    safe_to_repeat = True
 
     @classmethod
-    def cacheable(cls, config):
+    def is_cacheable(cls, config):
         # Deterministic only with temperature 0 and a fixed seed.
         return (
-            config.get("cache", True)
+            super().is_cacheable(config)
             and config.get("temperature") == 0
             and config.get("seed") is not None
         )
 
-    @classmethod
-    def safe_to_repeat(cls, config):
-        return True
-
-    def run(self, ctx):
+    def run(self, ctx: NodeContext) -> dict:
         return run_llm(ctx)
 
 
 def _client(ctx, *, sleep, max_retries: int):
-    from django.conf import settings
-
-    from canvas.core.exceptions import ApplicationError
-    from integrations.groq import GroqClient
-    from integrations.ollama import OllamaClient
-    from workflows.engine import NodeError
-
     options = {"sleep": sleep, "max_retries": max_retries}
     if ctx.config["provider"] == "ollama":
         return OllamaClient(base_url=settings.OLLAMA_BASE_URL, **options)
-    from integrations.keys import key_resolve
-
     try:
         key = key_resolve(user=ctx.owner, provider="groq")
     except ApplicationError as exc:
@@ -98,12 +96,6 @@ def run_llm(ctx):
     stream that broke after it began (``node.retrying`` again, telling subscribers to drop
     the partial text). Together at most ``MAX_NODE_ATTEMPTS`` requests per node.
     """
-    from django.conf import settings
-
-    from integrations.completions import Usage
-    from integrations.errors import Cancelled, IntegrationError
-    from workflows.engine import MAX_NODE_ATTEMPTS, NodeCancelled, NodeError
-
     config = ctx.config
     messages = []
     if ctx.inputs.get("system"):

@@ -1,9 +1,11 @@
 """``output``: collects its input into the execution's ``outputs[name]``."""
 
-from graphs.registry import NodeType, Port, PortType
+from graphs.registry import Port, PortType
+
+from .base import Node
 
 
-class OutputNode(NodeType):
+class OutputNode(Node):
     type = "output"
     label = "Output"
     description = "Collects its value into the execution's outputs under `name`."

@@ -2,13 +2,14 @@
 
 from functools import lru_cache
 
-from graphs.registry import NodeType, Port, PortType, error
+from graphs.registry import Port, PortType, error
 
 from . import placeholders
+from .base import Node
 from .schema import CACHE_ON
 
 
-class TemplateNode(NodeType):
+class TemplateNode(Node):
     type = "template"
     label = "Template"
     description = (
@@ -43,9 +44,7 @@ class TemplateNode(NodeType):
 
     # --- behaviour (engine) ---------------------------------------------------------------
 
-    @classmethod
-    def cacheable(cls, config):
-        return config.get("cache", True)
+    cacheable = True
 
     def run(self, ctx):
         return {"text": placeholders.render(_segments(ctx.config.get("template", "")), ctx.inputs)}

@@ -1,11 +1,12 @@
 """``text``: a constant piece of text."""
 
-from graphs.registry import NodeType, Port, PortType
+from graphs.registry import Port, PortType
 
+from .base import Node
 from .schema import CACHE_ON
 
 
-class TextNode(NodeType):
+class TextNode(Node):
     type = "text"
     label = "Text"
     description = "A constant text."
@@ -21,9 +22,7 @@ class TextNode(NodeType):
 
     # --- behaviour (engine) ---------------------------------------------------------------
 
-    @classmethod
-    def cacheable(cls, config):
-        return config.get("cache", True)
+    cacheable = True
 
     def run(self, ctx):
         return {"text": ctx.config.get("text", "")}
