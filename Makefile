@@ -10,22 +10,34 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format migrate venv venv-dev clean
+.PHONY: run test lint format migrate venv venv-dev lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: requirements.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements.txt
+# Installs come from the locks (every package, direct and transitive, pinned by pip-compile):
+# --no-deps installs exactly what a lock lists, and `pip check` proves the lock is complete.
+# tests/test_lock.py fails when a lock no longer matches requirements*.txt: run `make lock`.
+$(VENV)/.installed: requirements.lock | $(BIN)/python
+	$(BIN)/pip install --quiet --no-deps -r requirements.lock
+	$(BIN)/pip check
 	touch $@
 
-$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+$(VENV)/.installed-dev: requirements.lock requirements-dev.lock | $(BIN)/python
+	$(BIN)/pip install --quiet --no-deps -r requirements-dev.lock
+	$(BIN)/pip check
 	touch $(VENV)/.installed $@
 
 venv: $(VENV)/.installed
 venv-dev: $(VENV)/.installed-dev
+
+# Re-pin after editing requirements*.txt (`make lock UPGRADE=--upgrade` moves every pin on).
+PIP_COMPILE = $(BIN)/pip-compile --quiet --allow-unsafe --strip-extras --no-emit-index-url \
+	--no-emit-find-links $(UPGRADE)
+lock: venv-dev
+	$(PIP_COMPILE) -o requirements.lock requirements.txt
+	$(PIP_COMPILE) -o requirements-dev.lock requirements-dev.txt
 
 migrate: venv
 	$(BIN)/python manage.py migrate --noinput
