@@ -23,7 +23,7 @@ from django.urls import path  # noqa: E402
 from canvas.consumers import CanvasConsumer  # noqa: E402
 from canvas.origin import BrowserOriginValidator  # noqa: E402
 from workflows.consumers import ExecuteConsumer  # noqa: E402
-from workflows.executors import background_start  # noqa: E402
+from workflows.recovery import background_start  # noqa: E402
 
 websocket_urlpatterns = [path("ws/", CanvasConsumer.as_asgi())]
 

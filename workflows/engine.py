@@ -1,25 +1,25 @@
-"""The workflow engine: runs one execution's snapshot to exactly one terminal state.
+"""The workflow engine's runner: the loop that takes one execution to exactly one end.
 
-One ``ExecutionRunner`` per claimed execution. Its coordinator thread is the only writer of the
-run: it schedules nodes, runs the cheap ones (text, template, extract, condition, input,
-output) itself, hands slow ones (llm, http: ``NodeType.blocking``) to a bounded per-process
-thread pool, and batches every state change (node runs, events, cache rows, heartbeat) into
-short flush transactions. Batching keeps the per-node cost well under a millisecond on SQLite
-and keeps ``seq`` allocation in one thread.
+One ``ExecutionRunner`` per claimed execution, in three parts that each own their state:
 
-Flushes are fenced: each one updates the execution row only where ``worker`` is this runner and
-``status`` is ``running``; when that matches no row (the recovery sweep took a stalled run
-over, or the run ended elsewhere) the runner stops without writing anything else.
+- ``workflows/scheduler.py`` decides (which node is ready, which is skipped, the outputs):
+  plain data, no Django, no threads;
+- ``workflows/recorder.py`` records (node runs, numbered events, cache rows, the fenced flush);
+- this module is only the loop: the claim, the threads, the clock (timeouts, flush and
+  heartbeat intervals), cancel polling, and the hand-offs between the two.
 
-Node behaviour lives in ``workflows/nodes/``: ``NodeType.run(self, ctx: NodeContext) -> dict``
-returns outputs by port name (a condition returns only the port it took). A node raises
-``NodeError`` for a failure it can explain; any other exception fails it too.
+The coordinator thread (the one that calls ``run``) is the only writer of the run. It runs cheap
+nodes (``Node.blocking`` false) itself and hands slow ones to the per-process node pool
+(``workflows/pool.py``), whose outcomes come back through a queue. A flush happens at least every
+``FLUSH_INTERVAL`` while nodes finish, before a slow node starts, at every heartbeat and at the
+end.
+
+A node's contract (``run(ctx) -> dict``, ``NodeError``, the class attributes) is
+``workflows/nodes/base.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import queue
@@ -28,41 +28,26 @@ import threading
 import time
 import uuid
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
-from workflows.events import EventLog, TokenStream
-from workflows.lease import ClaimedRun, claim_execution, update_owned_execution
-from workflows.models import (
-    Execution,
-    ExecutionStatus,
-    NodeOutputCache,
-    NodeRun,
-    NodeRunStatus,
-)
+from workflows.cache import cache_key
+from workflows.events import TokenStream
+from workflows.lease import ClaimedRun, cancel_requested, claim_execution
+from workflows.models import ExecutionStatus, NodeRunStatus
 from workflows.nodes.base import (
     Node,
-    NodeCancelled,
     NodeContext,
     NodeError,
     checked_outputs,
     node_class,
 )
-from workflows.rowwriter import (
-    DATETIME,
-    JSON,
-    PLAIN,
-    UUID,
-    adapt_datetime,
-    insert_rows,
-    select_json,
-)
+from workflows.pool import InFlight, release_connection
+from workflows.recorder import KEPT_STATUSES, LostOwnership, RunRecorder, execution_fail_owned
+from workflows.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -75,144 +60,10 @@ CANCEL_POLL_INTERVAL = 0.5
 # as cancelled anyway (their streams were shut down, so they normally return at once).
 STOP_GRACE = 2.0
 
+# --- the in-process runner registry ---------------------------------------------------------
 
-class LostOwnership(Exception):
-    """The execution row is no longer this runner's (taken over or already finished)."""
-
-
-def cache_key(*, owner_id: int, node_type: str, config: dict, inputs: dict) -> str:
-    payload = json.dumps(
-        [owner_id, node_type, config, inputs], sort_keys=True, default=str, separators=(",", ":")
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-# Identifiers from the model, values as parameters.
-CACHE_LOOKUP_SQL = (
-    f'SELECT "outputs" FROM "{NodeOutputCache._meta.db_table}" '  # noqa: S608
-    'WHERE "key" = %s AND "expires_at" > %s'
-)
-CACHE_COLUMNS = (
-    ("key", PLAIN),
-    ("owner_id", PLAIN),
-    ("node_type", PLAIN),
-    ("outputs", JSON),
-    ("size", PLAIN),
-    ("created_at", DATETIME),
-    ("expires_at", DATETIME),
-)
-NODE_RUN_COLUMNS = (
-    ("id", UUID),
-    ("created_at", DATETIME),
-    ("updated_at", DATETIME),
-    ("execution_id", UUID),
-    ("node_id", UUID),
-    ("node_type", PLAIN),
-    ("status", PLAIN),
-    ("inputs", JSON),
-    ("outputs", JSON),
-    ("error", PLAIN),
-    ("attempts", PLAIN),
-    ("queued_at", DATETIME),
-    ("started_at", DATETIME),
-    ("finished_at", DATETIME),
-    ("usage", JSON),
-    ("cache_key", PLAIN),
-)
-
-
-@dataclass(slots=True)
-class RunState:
-    """The engine's working copy of a NodeRun row (a model instance per node costs more
-    than a trivial node's work)."""
-
-    id: uuid.UUID
-    execution_id: uuid.UUID
-    node_id: str
-    node_type: str
-    status: str = NodeRunStatus.PENDING
-    inputs: dict = field(default_factory=dict)
-    outputs: dict = field(default_factory=dict)
-    error: str = ""
-    attempts: int = 0
-    queued_at: Any = None
-    started_at: Any = None
-    finished_at: Any = None
-    usage: Any = None
-    cache_key: str = ""
-    stored: bool = False
-
-    @classmethod
-    def from_row(cls, row: NodeRun) -> RunState:
-        return cls(
-            id=row.id,
-            execution_id=row.execution_id,
-            node_id=str(row.node_id),
-            node_type=row.node_type,
-            status=row.status,
-            inputs=row.inputs,
-            outputs=row.outputs,
-            error=row.error,
-            attempts=row.attempts,
-            queued_at=row.queued_at,
-            started_at=row.started_at,
-            finished_at=row.finished_at,
-            usage=row.usage,
-            cache_key=row.cache_key,
-            stored=True,
-        )
-
-
-def _insert_node_runs(runs: list[RunState], now) -> None:
-    insert_rows(
-        NodeRun._meta.db_table,
-        NODE_RUN_COLUMNS,
-        (
-            (
-                r.id,
-                now,
-                now,
-                r.execution_id,
-                r.node_id,
-                r.node_type,
-                r.status,
-                r.inputs,
-                r.outputs,
-                r.error,
-                r.attempts,
-                r.queued_at,
-                r.started_at,
-                r.finished_at,
-                r.usage,
-                r.cache_key,
-            )
-            for r in runs
-        ),
-    )
-    for run in runs:
-        run.stored = True
-
-
-def _json_size(value: Any) -> int:
-    return len(json.dumps(value, default=str))
-
-
-# --- the per-process pools and the in-process runner registry -----------------------------
-
-_node_pool: ThreadPoolExecutor | None = None
-_node_pool_lock = threading.Lock()
 _runners: dict[str, ExecutionRunner] = {}
 _runners_lock = threading.Lock()
-
-
-def _get_node_pool() -> ThreadPoolExecutor:
-    global _node_pool
-    with _node_pool_lock:
-        if _node_pool is None:
-            _node_pool = ThreadPoolExecutor(
-                max_workers=settings.WORKFLOW_NODE_THREADS, thread_name_prefix="wf-node"
-            )
-        return _node_pool
 
 
 def notify_cancel(execution_id: uuid.UUID | str) -> None:
@@ -224,16 +75,42 @@ def notify_cancel(execution_id: uuid.UUID | str) -> None:
         runner.wake()
 
 
-def active_runner_ids() -> list[str]:
-    with _runners_lock:
-        return list(_runners)
-
-
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-# --- the runner ----------------------------------------------------------------------------
+def execution_run(execution_id: uuid.UUID | str, *, worker_id: str | None = None) -> str | None:
+    """Claim and run one execution in this thread; see ``ExecutionRunner.run``."""
+    try:
+        return ExecutionRunner(execution_id, worker_id=worker_id).run()
+    finally:
+        release_connection()
+
+
+def plan(snapshot: dict) -> tuple[dict[str, dict], dict, dict, Scheduler]:
+    """A snapshot's nodes by id, their ``Node`` classes, their configs (schema defaults
+    filled in) and the scheduler of their graph."""
+    nodes: dict[str, dict] = {str(node["id"]): node for node in snapshot["nodes"]}
+    types: dict[str, type[Node]] = {}
+    configs: dict[str, dict] = {}
+    required: dict[str, set[str]] = {}
+    for nid, node in nodes.items():
+        cls = types[nid] = node_class(node["type"])
+        config = configs[nid] = cls.config_with_defaults(node.get("config") or {})
+        required[nid] = {p.name for p in cls.input_ports(config) if p.required}
+
+    def collects(node: dict) -> str | None:
+        # An output node's value goes into the run's outputs under its name.
+        if node["type"] != "output":
+            return None
+        return configs[str(node["id"])].get("name") or str(node["id"])
+
+    return (
+        nodes,
+        types,
+        configs,
+        Scheduler.from_snapshot(snapshot, required=required, collects=collects),
+    )
 
 
 class ExecutionRunner:
@@ -241,26 +118,17 @@ class ExecutionRunner:
         self.execution_id = uuid.UUID(str(execution_id))
         self.worker_id = worker_id or new_worker_id()
         self.cancel_event = threading.Event()
-        self.results: queue.Queue = queue.Queue()
+        self.inflight = InFlight()
 
     def wake(self) -> None:
-        self.results.put(("wake", None, None))
-
-    # --- claim ------------------------------------------------------------------------------
-
-    def _claim(self) -> ClaimedRun | None:
-        """Take the run: a queued one, or a running one whose heartbeat went stale. Returns
-        what the run needs to start, read by the same statement, or None when not taken."""
-        now = timezone.now()
-        stale = now - timedelta(seconds=settings.WORKFLOW_STALE_AFTER)
-        return claim_execution(self.execution_id, worker=self.worker_id, now=now, stale=stale)
-
-    # --- entry point ------------------------------------------------------------------------
+        self.inflight.wake()
 
     def run(self) -> str | None:
         """Run the execution to its end. Returns the final status, or None when not claimed
         (someone else runs it, or it already ended) or when ownership was lost."""
-        claimed = self._claim()
+        now = timezone.now()
+        stale = now - timedelta(seconds=settings.WORKFLOW_STALE_AFTER)
+        claimed = claim_execution(self.execution_id, worker=self.worker_id, now=now, stale=stale)
         if claimed is None:
             return None
         with _runners_lock:
@@ -270,13 +138,16 @@ class ExecutionRunner:
             return self._main()
         except LostOwnership:
             logger.warning("execution %s: ownership lost; stopping", self.execution_id)
-            self._cancel_inflight()
+            self.inflight.cancel_all()
             return None
         except Exception as exc:
             logger.exception("execution %s: engine error", self.execution_id)
-            self._cancel_inflight()
+            self.inflight.cancel_all()
+            message = f"Internal error in the workflow engine: {type(exc).__name__}: {exc}"
             try:
-                self._finish_internal_error(exc)
+                execution_fail_owned(
+                    execution_id=self.execution_id, worker_id=self.worker_id, message=message
+                )
             except Exception:
                 logger.exception("execution %s: could not record the failure", self.execution_id)
             return ExecutionStatus.FAILED
@@ -284,97 +155,58 @@ class ExecutionRunner:
             with _runners_lock:
                 _runners.pop(str(self.execution_id), None)
 
-    # --- loading ----------------------------------------------------------------------------
-
     def _load(self, claimed: ClaimedRun) -> None:
         self.owner_id = claimed.owner_id
         self.exec_inputs = claimed.inputs or {}
-        snapshot = claimed.snapshot
-        last_seq = claimed.last_seq
+        self.nodes, self.types, self.configs, self.schedule = plan(claimed.snapshot)
         # A queued run has one event (execution.queued); more means an earlier worker ran it
         # and this runner resumes it (a worker that died before its first flush left nothing
         # behind, so starting afresh is right).
-        resumed = last_seq > 1
-        self.log = EventLog(self.execution_id, last_seq=last_seq)
-        self.nodes: dict[str, dict] = {}
-        self.types: dict[str, type[Node]] = {}
-        self.configs: dict[str, dict] = {}
-        self.required: dict[str, set[str]] = {}
-        for node in snapshot["nodes"]:
-            nid = str(node["id"])
-            cls = node_class(node["type"])
-            self.nodes[nid] = node
-            self.types[nid] = cls
-            config = cls.config_with_defaults(node.get("config") or {})
-            self.configs[nid] = config
-            self.required[nid] = {p.name for p in cls.input_ports(config) if p.required}
-        self.in_edges: dict[str, list[dict]] = {nid: [] for nid in self.nodes}
-        self.out_edges: dict[str, list[dict]] = {nid: [] for nid in self.nodes}
-        for edge in snapshot["edges"]:
-            self.in_edges[str(edge["target"])].append(edge)
-            self.out_edges[str(edge["source"])].append(edge)
-        self.remaining = {nid: len(edges) for nid, edges in self.in_edges.items()}
-        self.node_inputs: dict[str, dict] = {nid: {} for nid in self.nodes}
-        self.dead_ports: dict[str, set[str]] = {nid: set() for nid in self.nodes}
-        self.status: dict[str, str] = {}
-        self.outputs: dict[str, dict] = {}
-        self.runs: dict[str, RunState] = {}
-        # Cacheable nodes that missed the cache in this run (see _cache_lookup).
-        self.missed: set[str] = set()
-        self.existing: dict[str, RunState] = {}
-        if resumed:
-            for row in NodeRun.objects.filter(execution_id=self.execution_id):
-                run = RunState.from_row(row)
-                self.existing[str(run.node_id)] = run
-                self.runs[str(run.node_id)] = run
-        self._new_runs: list[RunState] = []
-        self._dirty: dict[str, RunState] = {}
-        self._cache_rows: list[tuple] = []
-        self.ready: deque[str] = deque(nid for nid, n in self.remaining.items() if n == 0)
+        resumed = claimed.last_seq > 1
+        self.recorder = RunRecorder(
+            execution_id=self.execution_id,
+            worker_id=self.worker_id,
+            owner_id=self.owner_id,
+            node_types={nid: node["type"] for nid, node in self.nodes.items()},
+            last_seq=claimed.last_seq,
+            resumed=resumed,
+        )
+        self.existing = self.recorder.existing
+        self.ready: deque[str] = deque(self.schedule.initially_ready())
         self.io_waiting: deque[str] = deque()
         self.ready_at: dict[str, Any] = {}  # when a slow node started waiting for a slot
-        self.inflight: dict[str, tuple[NodeContext, float | None]] = {}
+        self.missed: set[str] = set()  # cacheable nodes that missed the cache in this run
         self.stop: tuple[str, str | None, str] | None = None  # (kind, node id, message)
-        self.resumed = resumed
         if not resumed:
-            self.log.add("execution.started", {"status": ExecutionStatus.RUNNING})
+            self.recorder.execution_started()
         for nid, run in self.existing.items():
             if run.status == NodeRunStatus.FAILED and self.stop is None and nid in self.nodes:
                 # The failure was written before the worker died: the run ends failed.
-                node = self.nodes[nid]
-                label = node.get("label") or node["type"]
-                self.status[nid] = NodeRunStatus.FAILED
-                self.stop = (
-                    "failure",
-                    nid,
-                    f"Node '{label}' ({node['type']}, {nid}) failed: {run.error}",
-                )
+                self.schedule.mark(nid, NodeRunStatus.FAILED)
+                self.stop = ("failure", nid, self._failure_message(nid, run.error))
         if claimed.cancel_requested:
             # Cancelled while its worker was gone (or before the claim): end it at once.
             self.cancel_event.set()
             if self.stop is None:
                 self.stop = ("cancel", None, "Cancelled.")
 
-    # --- main loop --------------------------------------------------------------------------
+    # --- the loop ---------------------------------------------------------------------------
 
     def _main(self) -> str:
         now = time.monotonic()
         self.exec_deadline = now + settings.WORKFLOW_EXECUTION_TIMEOUT
-        self.last_flush = now
-        self.last_cancel_poll = now
+        self.last_flush = self.last_cancel_poll = now
         self.max_parallel = max(1, settings.WORKFLOW_MAX_PARALLEL_NODES)
         # No flush here: execution.started leaves with the first batch (at most FLUSH_INTERVAL
         # later, or before the first slow node starts); a tiny run commits once.
         while self.stop is None:
             self._advance()
-            if self.stop is not None:
+            if self.stop is not None or not (self.ready or self.io_waiting or self.inflight):
                 break
-            if not (self.ready or self.io_waiting or self.inflight):
-                break
-            if self._pending_writes():
+            if self.recorder.pending_writes:
                 self._flush()
             try:
-                item = self.results.get(timeout=self._wait_time())
+                item = self.inflight.results.get(timeout=self._wait_time())
             except queue.Empty:
                 item = None
             if item is not None:
@@ -386,12 +218,7 @@ class ExecutionRunner:
         now = time.monotonic()
         wait = min(CANCEL_POLL_INTERVAL, settings.WORKFLOW_HEARTBEAT_INTERVAL)
         wait = min(wait, self.exec_deadline - now)
-        for ctx, deadline in self.inflight.values():
-            if deadline is not None:
-                wait = min(wait, deadline - now)
-            if ctx.tokens is not None and ctx.tokens.holding:
-                wait = min(wait, ctx.tokens.interval)
-        return max(0.001, wait)
+        return max(0.001, self.inflight.wait_time(now, wait))
 
     def _advance(self) -> None:
         """Run every ready cheap node and dispatch slow ones up to the parallel bound."""
@@ -415,40 +242,96 @@ class ExecutionRunner:
                 progressed = True
             while self.stop is None:
                 try:
-                    item = self.results.get_nowait()
+                    item = self.inflight.results.get_nowait()
                 except queue.Empty:
                     break
                 self._on_result(item)
                 progressed = True
 
     def _tick(self) -> None:
+        """Cancel, timeouts, held tokens, and the flush or heartbeat when due."""
         now = time.monotonic()
         if self.cancel_event.is_set() and self.stop is None:
             self.stop = ("cancel", None, "Cancelled.")
         if now - self.last_cancel_poll >= CANCEL_POLL_INTERVAL:
             self.last_cancel_poll = now
-            flag = Execution.objects.filter(pk=self.execution_id).values_list(
-                "cancel_requested", flat=True
-            )
-            if flag and flag[0] and self.stop is None:
+            if self.stop is None and cancel_requested(self.execution_id):
                 self.cancel_event.set()
                 self.stop = ("cancel", None, "Cancelled.")
         if now >= self.exec_deadline and self.stop is None:
             limit = settings.WORKFLOW_EXECUTION_TIMEOUT
             self.stop = ("timeout", None, f"The execution timed out after {limit:g} s.")
-        for nid, (ctx, deadline) in list(self.inflight.items()):
-            if ctx.tokens is not None:
-                ctx.tokens.flush_if_due()
-            if deadline is not None and now >= deadline and self.stop is None:
+        for ctx in self.inflight.expired(now):
+            if self.stop is None:
                 ctx.cancel()
-                seconds = self._node_timeout(nid)
-                self._fail_node(nid, f"timed out after {seconds:g} s", code="timeout")
+                self._fail(ctx.node_id, f"timed out after {self._node_timeout(ctx.node_id):g} s")
         since = now - self.last_flush
-        due = since >= FLUSH_INTERVAL and self._pending_writes()
+        due = since >= FLUSH_INTERVAL and self.recorder.pending_writes
         if due or since >= settings.WORKFLOW_HEARTBEAT_INTERVAL:
             self._flush()
 
-    # --- nodes ------------------------------------------------------------------------------
+    def _flush(self) -> None:
+        self.recorder.flush()
+        self.last_flush = time.monotonic()
+
+    # --- outcomes: the scheduler decides, the recorder writes -------------------------------
+
+    def _produced(self, nid: str, outputs: dict, status: str) -> None:
+        for decided, kind in self.schedule.produced(nid, outputs, status=status):
+            if kind == "ready":
+                self.ready.append(decided)
+            else:
+                self.recorder.node_skipped(decided)
+
+    def _restore(self, nid: str) -> bool:
+        """A node that finished before a recovery: reuse its outputs, emit nothing."""
+        run = self.existing.get(nid)
+        if run is None or run.status not in (NodeRunStatus.SUCCEEDED, NodeRunStatus.CACHED):
+            return False
+        self._produced(nid, run.outputs or {}, run.status)
+        return True
+
+    def _cached(self, nid: str) -> tuple[str, dict | None]:
+        """The node's cache key ("" when not cacheable) and, on a hit, its recorded outputs."""
+        cls, config, inputs = self.types[nid], self.configs[nid], self.schedule.inputs[nid]
+        if not cls.is_cacheable(config):
+            return "", None
+        key = cache_key(owner_id=self.owner_id, node_type=cls.type, config=config, inputs=inputs)
+        if not cls.blocking and self.schedule.is_upstream_of(self.missed, nid):
+            # A cheap node fed by a node that just missed the cache is computed without a
+            # lookup: the lookup costs more than the work, and a miss upstream almost always
+            # means a miss here. Its row is still written, so the next run hits.
+            self.missed.add(nid)
+            return key, None
+        hit = self.recorder.cache_lookup(key)
+        if hit is None:
+            self.missed.add(nid)
+            return key, None
+        self.recorder.node_cached(nid, key=key, inputs=inputs, outputs=hit)
+        self._produced(nid, hit, NodeRunStatus.CACHED)
+        return key, hit
+
+    def _succeed(self, nid: str, outputs: dict, *, usage, key: str) -> None:
+        self.recorder.node_succeeded(nid, outputs=outputs, usage=usage, key=key)
+        self._produced(nid, outputs, NodeRunStatus.SUCCEEDED)
+
+    def _fail(self, nid: str, message: str) -> None:
+        message = self.recorder.node_failed(nid, message)
+        self.schedule.mark(nid, NodeRunStatus.FAILED)
+        self.inflight.forget(nid)
+        if self.stop is None:
+            self.stop = ("failure", nid, self._failure_message(nid, message))
+
+    def _cancelled(self, nid: str) -> None:
+        self.recorder.node_cancelled(nid)
+        self.schedule.mark(nid, NodeRunStatus.CANCELLED)
+
+    def _failure_message(self, nid: str, message: str) -> str:
+        node = self.nodes[nid]
+        label = node.get("label") or node["type"]
+        return f"Node '{label}' ({node['type']}, {nid}) failed: {message}"
+
+    # --- running nodes ----------------------------------------------------------------------
 
     def _node_timeout(self, nid: str) -> float:
         limit = settings.WORKFLOW_NODE_TIMEOUT
@@ -459,7 +342,7 @@ class ExecutionRunner:
             limit = min(limit, float(own) + 1.0)
         return limit
 
-    def _context(self, nid: str, *, tokens: bool) -> NodeContext:
+    def _context(self, nid: str, *, attempt: int, tokens: bool) -> NodeContext:
         node = self.nodes[nid]
         return NodeContext(
             execution_id=self.execution_id,
@@ -468,479 +351,107 @@ class ExecutionRunner:
             node_type=node["type"],
             label=node.get("label") or node["type"],
             config=self.configs[nid],
-            inputs=dict(self.node_inputs[nid]),
+            inputs=dict(self.schedule.inputs[nid]),
             execution_inputs=self.exec_inputs,
+            attempt=attempt,
             tokens=TokenStream(self.execution_id, nid) if tokens else None,
         )
 
-    def _node_run(self, nid: str) -> RunState:
-        run = self.runs.get(nid)
-        if run is None:
-            run = RunState(
-                id=uuid.uuid4(),
-                execution_id=self.execution_id,
-                node_id=nid,
-                node_type=self.nodes[nid]["type"],
-                status=NodeRunStatus.PENDING,
-            )
-            self.runs[nid] = run
-            self._new_runs.append(run)
-        elif run.stored:
-            self._dirty[nid] = run
-        return run
-
-    def _event_data(self, nid: str, status: str, **extra) -> dict[str, Any]:
-        data = {"node": nid, "type": self.nodes[nid]["type"], "status": status}
-        data.update(extra)
-        return data
-
-    def _restore(self, nid: str) -> bool:
-        """A node that finished before a recovery: reuse its outputs, emit nothing."""
-        run = self.existing.get(nid)
-        if run is None or run.status not in (NodeRunStatus.SUCCEEDED, NodeRunStatus.CACHED):
-            return False
-        self.status[nid] = run.status
-        self.outputs[nid] = run.outputs or {}
-        self._deliver(nid, self.outputs[nid])
-        return True
-
-    def _cache_lookup(self, nid: str, cls, inputs: dict) -> tuple[str, dict | None]:
-        config = self.configs[nid]
-        if not cls.is_cacheable(config):
-            return "", None
-        key = cache_key(owner_id=self.owner_id, node_type=cls.type, config=config, inputs=inputs)
-        if not cls.blocking and any(
-            str(edge["source"]) in self.missed for edge in self.in_edges[nid]
-        ):
-            # A cheap node fed by a node that just missed the cache is computed without a
-            # lookup: the lookup costs more than the work, and a miss upstream almost always
-            # means a miss here. Its row is still written, so the next run hits.
-            self.missed.add(nid)
-            return key, None
-        hit = select_json(CACHE_LOOKUP_SQL, (key, adapt_datetime(timezone.now())))
-        if hit is None:
-            self.missed.add(nid)
-        return key, hit
-
-    def _record_cached(self, nid: str, key: str, outputs: dict) -> None:
-        now = timezone.now()
-        run = self._node_run(nid)
-        run.status = NodeRunStatus.CACHED
-        run.inputs = self.node_inputs[nid]
-        run.outputs = outputs
-        run.cache_key = key
-        run.started_at = run.started_at or now
-        run.finished_at = now
-        self.status[nid] = NodeRunStatus.CACHED
-        self.outputs[nid] = outputs
-        self.log.add("node.cached", self._event_data(nid, "cached", outputs=outputs), ts=now)
-        self._deliver(nid, outputs)
-
     def _run_inline(self, nid: str) -> None:
-        cls = self.types[nid]
-        inputs = self.node_inputs[nid]
-        key, hit = self._cache_lookup(nid, cls, inputs)
+        key, hit = self._cached(nid)
         if hit is not None:
-            self._record_cached(nid, key, hit)
             return
-        now = timezone.now()
-        run = self._node_run(nid)
-        run.status = NodeRunStatus.RUNNING
-        run.inputs = inputs
-        run.attempts = (run.attempts or 0) + 1
-        run.queued_at = run.started_at = now
-        run.cache_key = key
-        self.status[nid] = NodeRunStatus.RUNNING
-        self.log.add("node.started", self._event_data(nid, "running", attempt=run.attempts), ts=now)
-        ctx = self._context(nid, tokens=False)
+        inputs = self.schedule.inputs[nid]
+        attempt = self.recorder.node_started(nid, inputs=inputs, key=key)
+        self.schedule.mark(nid, NodeRunStatus.RUNNING)
+        ctx = self._context(nid, attempt=attempt, tokens=False)
         try:
-            outputs = cls().run(ctx)
-            outputs = checked_outputs(outputs)
+            outputs = checked_outputs(self.types[nid]().run(ctx))
         except NodeError as exc:
-            self._fail_node(nid, exc.message, code=exc.code)
+            self._fail(nid, exc.message)
             return
         except Exception as exc:
-            logger.exception("node %s (%s) raised", nid, cls.type)
-            self._fail_node(nid, f"{type(exc).__name__}: {exc}", code="node_error")
+            logger.exception("node %s (%s) raised", nid, ctx.node_type)
+            self._fail(nid, f"{type(exc).__name__}: {exc}")
             return
-        self._succeed_node(nid, outputs, usage=None, key=key)
-
-    def _succeed_node(self, nid: str, outputs: dict, *, usage, key: str) -> None:
-        now = timezone.now()
-        run = self._node_run(nid)
-        run.status = NodeRunStatus.SUCCEEDED
-        run.outputs = outputs
-        run.finished_at = now
-        if usage is not None:
-            run.usage = usage
-        self.status[nid] = NodeRunStatus.SUCCEEDED
-        self.outputs[nid] = outputs
-        self.log.add(
-            "node.completed",
-            self._event_data(nid, "succeeded", outputs=outputs, attempt=run.attempts),
-            ts=now,
-        )
-        if key:
-            self._cache_rows.append(
-                (
-                    key,
-                    self.owner_id,
-                    self.nodes[nid]["type"],
-                    outputs,
-                    _json_size(outputs),
-                    now,
-                    now + timedelta(seconds=settings.WORKFLOW_CACHE_TTL),
-                )
-            )
-        self._deliver(nid, outputs)
-
-    def _fail_node(self, nid: str, message: str, *, code: str) -> None:
-        message = message.replace("\x00", "\ufffd")
-        now = timezone.now()
-        run = self._node_run(nid)
-        run.status = NodeRunStatus.FAILED
-        run.error = message
-        run.finished_at = now
-        run.started_at = run.started_at or now
-        self.status[nid] = NodeRunStatus.FAILED
-        self.inflight.pop(nid, None)
-        self.log.add(
-            "node.failed",
-            self._event_data(nid, "failed", error=message, attempt=run.attempts),
-            ts=now,
-        )
-        if self.stop is None:
-            node = self.nodes[nid]
-            label = node.get("label") or node["type"]
-            self.stop = (
-                "failure",
-                nid,
-                f"Node '{label}' ({node['type']}, {nid}) failed: {message}",
-            )
-
-    def _deliver(self, nid: str, outputs: dict) -> None:
-        """Pass outputs along edges; a port the node did not produce kills its edges."""
-        decided: list[str] = []
-        for edge in self.out_edges[nid]:
-            target = str(edge["target"])
-            if edge["source_port"] in outputs:
-                self.node_inputs[target][edge["target_port"]] = outputs[edge["source_port"]]
-            else:
-                self.dead_ports[target].add(edge["target_port"])
-            self.remaining[target] -= 1
-            if self.remaining[target] == 0:
-                decided.append(target)
-        self._decide(decided)
-
-    def _decide(self, nids: list[str]) -> None:
-        """Nodes whose every input edge resolved: ready, or skipped (then their edges die).
-
-        Skipped: a required input port whose edge is dead (the branch a condition did not
-        take), or every input edge dead (only reachable through the skipped branch).
-        """
-        stack = list(nids)
-        while stack:
-            nid = stack.pop()
-            dead = self.dead_ports[nid]
-            edges = self.in_edges[nid]
-            skip = bool(dead & self.required[nid]) or (
-                edges and all(e["target_port"] in dead for e in edges)
-            )
-            if not skip:
-                self.ready.append(nid)
-                continue
-            existing = self.existing.get(nid)
-            if existing is None or existing.status != NodeRunStatus.SKIPPED:
-                now = timezone.now()
-                run = self._node_run(nid)
-                run.status = NodeRunStatus.SKIPPED
-                run.finished_at = now
-                self.log.add("node.skipped", self._event_data(nid, "skipped"), ts=now)
-            self.status[nid] = NodeRunStatus.SKIPPED
-            for edge in self.out_edges[nid]:
-                target = str(edge["target"])
-                self.dead_ports[target].add(edge["target_port"])
-                self.remaining[target] -= 1
-                if self.remaining[target] == 0:
-                    stack.append(target)
-
-    # --- slow nodes in the pool -------------------------------------------------------------
+        self._succeed(nid, outputs, usage=None, key=key)
 
     def _dispatch(self, nid: str) -> None:
-        cls = self.types[nid]
-        inputs = self.node_inputs[nid]
-        key, hit = self._cache_lookup(nid, cls, inputs)
+        """Start a slow node in the pool (or answer it from the cache)."""
+        key, hit = self._cached(nid)
         if hit is not None:
-            self._record_cached(nid, key, hit)
             return
+        cls, inputs = self.types[nid], self.schedule.inputs[nid]
         existing = self.existing.get(nid)
-        now = timezone.now()
-        run = self._node_run(nid)
         if existing is not None and existing.status == NodeRunStatus.RUNNING:
             # In flight when its worker died: repeat it only when that is safe.
             if not cls.is_safe_to_repeat(self.configs[nid]):
-                self._fail_node(
+                self._fail(
                     nid,
                     "interrupted: the worker running it stopped mid-call, and repeating a "
                     "non-GET HTTP request is not safe",
-                    code="interrupted",
                 )
                 return
-            run.attempts = (run.attempts or 1) + 1
-            self.log.add(
-                "node.retrying",
-                self._event_data(
-                    nid, "running", attempt=run.attempts, error="interrupted: worker lost"
-                ),
-                ts=now,
-            )
+            attempt = self.recorder.node_resumed(nid, inputs=inputs, key=key)
         else:
-            run.attempts = (run.attempts or 0) + 1
-            run.started_at = now
-            run.queued_at = self.ready_at.pop(nid, now)
-            self.log.add(
-                "node.started", self._event_data(nid, "running", attempt=run.attempts), ts=now
-            )
-        run.status = NodeRunStatus.RUNNING
-        run.inputs = inputs
-        run.cache_key = key
-        self.status[nid] = NodeRunStatus.RUNNING
+            queued_at = self.ready_at.pop(nid, None)
+            attempt = self.recorder.node_started(nid, inputs=inputs, key=key, queued_at=queued_at)
+        self.schedule.mark(nid, NodeRunStatus.RUNNING)
         # Written before the node runs: its tokens must not overtake node.started.
         self._flush()
-        ctx = self._context(nid, tokens=True)
-        ctx.attempt = run.attempts
-        ctx.on_retry = self._retry_hook
-        timeout = self._node_timeout(nid)
-        ctx.deadline = time.monotonic() + timeout
-        self.inflight[nid] = (ctx, ctx.deadline)
-        _get_node_pool().submit(self._execute, ctx, cls, key)
-
-    def _execute(self, ctx: NodeContext, cls, key: str) -> None:
-        """Runs in a pool thread; reports back through ``self.results``."""
-        try:
-            outputs = cls().run(ctx)
-            outputs = checked_outputs(outputs)
-            if ctx.tokens is not None:
-                ctx.tokens.flush()
-            self.results.put(("done", ctx, (outputs, key)))
-        except NodeCancelled:
-            self.results.put(("cancelled", ctx, None))
-        except NodeError as exc:
-            self.results.put(("error", ctx, (exc.message, exc.code)))
-        except Exception as exc:
-            if ctx.cancelled:
-                self.results.put(("cancelled", ctx, None))
-            else:
-                logger.exception("node %s (%s) raised", ctx.node_id, ctx.node_type)
-                self.results.put(("error", ctx, (f"{type(exc).__name__}: {exc}", "node_error")))
-        finally:
-            release_connection()
-
-    def _retry_hook(self, ctx: NodeContext, error: str) -> None:
-        # Called from the node thread: the coordinator writes the event, then lets it go on.
-        done = threading.Event()
-        self.results.put(("retrying", ctx, (error, done)))
-        done.wait(timeout=5.0)
+        ctx = self._context(nid, attempt=attempt, tokens=True)
+        ctx.deadline = time.monotonic() + self._node_timeout(nid)
+        self.inflight.start(ctx, cls, key)
 
     def _on_result(self, item) -> None:
         kind, ctx, payload = item
-        if kind == "wake":
+        if not self.inflight.current(kind, ctx, payload):
             return
         nid = ctx.node_id
-        current = self.inflight.get(nid)
-        if current is None or current[0] is not ctx:
-            if kind == "retrying":
-                payload[1].set()
-            return  # a node already failed by timeout, or from an earlier attempt
         if kind == "retrying":
             error, done = payload
-            run = self._node_run(nid)
-            run.attempts = ctx.attempt
-            self.log.add(
-                "node.retrying",
-                self._event_data(nid, "running", attempt=ctx.attempt, error=error),
-            )
+            self.recorder.node_retrying(nid, attempt=ctx.attempt, error=error)
             self._flush()
             done.set()
             return
-        del self.inflight[nid]
+        self.inflight.forget(nid)
         if kind == "done":
             outputs, key = payload
-            self._node_run(nid).usage = ctx.usage
-            self._succeed_node(nid, outputs, usage=ctx.usage, key=key)
+            self.recorder.node_usage(nid, ctx.usage)
+            self._succeed(nid, outputs, usage=ctx.usage, key=key)
         elif kind == "error":
-            message, code = payload
             if ctx.usage is not None:
-                self._node_run(nid).usage = ctx.usage
-            self._fail_node(nid, message, code=code)
+                self.recorder.node_usage(nid, ctx.usage)
+            self._fail(nid, payload)
         elif kind == "cancelled":
-            self._cancel_node(nid)
-
-    def _cancel_node(self, nid: str) -> None:
-        now = timezone.now()
-        run = self._node_run(nid)
-        run.status = NodeRunStatus.CANCELLED
-        run.finished_at = now
-        self.status[nid] = NodeRunStatus.CANCELLED
-
-    def _cancel_inflight(self) -> None:
-        for ctx, _deadline in list(getattr(self, "inflight", {}).values()):
-            ctx.cancel()
-
-    # --- writing ----------------------------------------------------------------------------
-
-    def _pending_writes(self) -> bool:
-        return bool(self.log.pending or self._new_runs or self._dirty or self._cache_rows)
-
-    def _flush(self, final: dict[str, Any] | None = None) -> None:
-        """One short transaction: heartbeat (fenced), node runs, events, cache rows."""
-        now = timezone.now()
-        fields: dict[str, Any] = {"heartbeat_at": now}
-        if final:
-            fields.update(final)
-        with transaction.atomic():
-            if not update_owned_execution(self.execution_id, worker=self.worker_id, **fields):
-                raise LostOwnership
-            if self._new_runs:
-                _insert_node_runs(self._new_runs, now)
-            for run in self._dirty.values():
-                NodeRun.objects.filter(pk=run.id).update(
-                    status=run.status,
-                    inputs=run.inputs,
-                    outputs=run.outputs,
-                    error=run.error,
-                    attempts=run.attempts,
-                    started_at=run.started_at,
-                    finished_at=run.finished_at,
-                    usage=run.usage,
-                    cache_key=run.cache_key,
-                )
-            if self._cache_rows:
-                insert_rows(
-                    NodeOutputCache._meta.db_table,
-                    CACHE_COLUMNS,
-                    self._cache_rows,
-                    # An expired entry for the same key is replaced by the fresh one.
-                    upsert_on="key",
-                )
-            self.log.write()
-        self._new_runs = []
-        self._dirty = {}
-        if self._cache_rows:
-            from workflows.services import cache_prune_maybe
-
-            cache_prune_maybe(written=len(self._cache_rows))
-        self._cache_rows = []
-        self.last_flush = time.monotonic()
+            self._cancelled(nid)
 
     # --- the end ----------------------------------------------------------------------------
 
     def _finish(self) -> str:
         if self.inflight:
-            self._cancel_inflight()
-            deadline = time.monotonic() + STOP_GRACE
-            while self.inflight and time.monotonic() < deadline:
-                try:
-                    item = self.results.get(timeout=max(0.01, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                kind, ctx, payload = item
-                if kind in ("wake",):
-                    continue
-                if kind == "retrying":
-                    payload[1].set()
-                    continue
-                current = self.inflight.get(ctx.node_id)
-                if current is None or current[0] is not ctx:
-                    continue
-                del self.inflight[ctx.node_id]
+            # Cancelled in-flight nodes normally return at once (their streams were shut).
+            returned, abandoned = self.inflight.drain(STOP_GRACE)
+            for ctx in returned:
                 if ctx.usage is not None:
-                    self._node_run(ctx.node_id).usage = ctx.usage
-                self._cancel_node(ctx.node_id)
-            for nid in list(self.inflight):
-                del self.inflight[nid]
-                self._cancel_node(nid)
-        now = timezone.now()
-        # Nodes never reached end cancelled: the run stopped before them. Node runs a previous
-        # worker finished keep their state.
+                    self.recorder.node_usage(ctx.node_id, ctx.usage)
+                self._cancelled(ctx.node_id)
+            for ctx in abandoned:
+                self._cancelled(ctx.node_id)
+        # Node runs a previous worker finished keep their state; nodes never reached (or still
+        # running) end cancelled: the run stopped before them.
         for nid, run in self.existing.items():
-            if nid not in self.status and run.status in (
-                NodeRunStatus.SUCCEEDED,
-                NodeRunStatus.CACHED,
-                NodeRunStatus.SKIPPED,
-                NodeRunStatus.FAILED,
-            ):
-                self.status[nid] = run.status
-                self.outputs[nid] = run.outputs or {}
-        for nid in self.nodes:
-            if nid not in self.status or self.status[nid] in (
-                NodeRunStatus.PENDING,
-                NodeRunStatus.RUNNING,
-            ):
-                run = self._node_run(nid)
-                run.status = NodeRunStatus.CANCELLED
-                run.finished_at = now
-                self.status[nid] = NodeRunStatus.CANCELLED
-        outputs = {}
-        for nid, node in self.nodes.items():
-            if node["type"] == "output" and self.status.get(nid) in (
-                NodeRunStatus.SUCCEEDED,
-                NodeRunStatus.CACHED,
-            ):
-                name = self.configs[nid].get("name") or nid
-                outputs[name] = self.outputs[nid].get("value")
+            if run.status in KEPT_STATUSES:
+                self.schedule.adopt(nid, run.status, run.outputs)
+        for nid in self.schedule.unfinished():
+            self._cancelled(nid)
+        outputs = self.schedule.final_outputs()
         if self.stop is None:
-            status, error, event = ExecutionStatus.SUCCEEDED, "", "execution.completed"
+            status, error = ExecutionStatus.SUCCEEDED, ""
         elif self.stop[0] == "cancel":
-            status, error, event = ExecutionStatus.CANCELLED, "", "execution.cancelled"
+            status, error = ExecutionStatus.CANCELLED, ""
         else:
-            status, error, event = ExecutionStatus.FAILED, self.stop[2], "execution.failed"
-        data: dict[str, Any] = {"status": status}
-        if error:
-            data["error"] = error
-        if status == ExecutionStatus.SUCCEEDED:
-            data["outputs"] = outputs
-        self.log.add(event, data, ts=now)
-        self._flush(
-            final={"status": status, "error": error, "outputs": outputs, "finished_at": now}
-        )
+            status, error = ExecutionStatus.FAILED, self.stop[2]
+        self.recorder.finish(status=status, error=error, outputs=outputs)
+        self.last_flush = time.monotonic()
         return status
-
-    def _finish_internal_error(self, exc: Exception) -> None:
-        """An engine bug or a database failure: fail the run instead of leaving it running."""
-        now = timezone.now()
-        message = f"Internal error in the workflow engine: {type(exc).__name__}: {exc}"
-        with transaction.atomic():
-            updated = Execution.objects.filter(
-                pk=self.execution_id, worker=self.worker_id, status=ExecutionStatus.RUNNING
-            ).update(status=ExecutionStatus.FAILED, error=message, finished_at=now)
-            if updated:
-                from workflows.events import event_record
-
-                event_record(
-                    execution_id=self.execution_id,
-                    event="execution.failed",
-                    data={"status": ExecutionStatus.FAILED, "error": message},
-                )
-
-
-def release_connection() -> None:
-    """End of a task on a pool thread: give a PostgreSQL connection back to the pool.
-
-    SQLite connections stay open for the thread's next task: closing the last connection to
-    a WAL database checkpoints and removes the WAL (13 ms measured), and executor threads
-    are few and long-lived.
-    """
-    if connection.vendor == "sqlite":
-        if connection.connection is not None and not connection.is_usable():
-            connection.close()
-        return
-    close_old_connections()
-
-
-def execution_run(execution_id: uuid.UUID | str, *, worker_id: str | None = None) -> str | None:
-    """Claim and run one execution in this thread; see ``ExecutionRunner.run``."""
-    try:
-        return ExecutionRunner(execution_id, worker_id=worker_id).run()
-    finally:
-        release_connection()

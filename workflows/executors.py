@@ -8,15 +8,13 @@
 
 A dispatch is a wake-up, never the source of truth: the engine claims a run with a conditional
 update, so a duplicate message does nothing and a lost one is sent again by the recovery sweep
-(``background_start``), which server processes run at start and every
-``WORKFLOW_RECOVERY_INTERVAL`` seconds.
+(``workflows/recovery.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import threading
 import time
 import uuid
@@ -113,60 +111,3 @@ def reset_executor() -> None:
     global _executor
     with _executor_lock:
         _executor = None
-
-
-# --- the recovery loop ---------------------------------------------------------------------
-
-_background: threading.Thread | None = None
-_background_stop = threading.Event()
-
-
-def _is_server_process() -> bool:
-    # `daphne app`, `python -m daphne app` (argv[0] is daphne/__main__.py), `manage.py runworker`.
-    program = sys.argv[0] if sys.argv else ""
-    parts = program.replace("\\", "/").split("/")
-    servers = ("daphne", "uvicorn", "hypercorn")
-    return any(part.startswith(servers) for part in parts[-2:]) or any(
-        arg in ("runworker", "runserver") for arg in sys.argv[1:3]
-    )
-
-
-def background_start(*, force: bool = False) -> bool:
-    """Start the recovery sweep thread once per process (at start, then periodically).
-
-    With ``WORKFLOW_BACKGROUND=auto`` only server processes (daphne, runworker, runserver)
-    start it, so importing ``canvas.asgi`` elsewhere (tests, shells) starts nothing.
-    """
-    global _background
-    mode = str(settings.WORKFLOW_BACKGROUND).lower()
-    if not force and (
-        mode in ("0", "false", "off", "no") or (mode == "auto" and not _is_server_process())
-    ):
-        return False
-    with _executor_lock:
-        if _background is not None:
-            return False
-        _background = threading.Thread(target=_recovery_loop, name="wf-recovery", daemon=True)
-        _background.start()
-    return True
-
-
-def _recovery_loop() -> None:
-    from django.db import close_old_connections
-
-    from workflows.services import cache_prune, executions_recover
-
-    interval = settings.WORKFLOW_RECOVERY_INTERVAL
-    sweeps = 0
-    while not _background_stop.is_set():
-        try:
-            executions_recover()
-            sweeps += 1
-            if sweeps % 100 == 1:
-                cache_prune()
-        except Exception:
-            # The database may be starting up or not migrated yet: try again later.
-            logger.warning("recovery sweep failed", exc_info=True)
-        finally:
-            close_old_connections()
-        _background_stop.wait(interval)

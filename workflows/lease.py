@@ -10,6 +10,8 @@ the ORM's query compilation costs more than the database's work on them (≈ 0.3
 - ``update_owned_execution``: changes the row only while ``worker`` is this runner and the
   run is ``running``; no row changed means the run was taken over or ended elsewhere.
 
+``cancel_requested`` reads the flag a cancel from any process sets, which the owner polls.
+
 Values go through the model fields' own database preparation, so each backend stores what the
 ORM would.
 """
@@ -120,3 +122,9 @@ def update_owned_execution(execution_id: uuid.UUID, *, worker: str, **fields: An
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount == 1
+
+
+def cancel_requested(execution_id: uuid.UUID) -> bool:
+    """Whether a cancel of the run was asked for (by any process)."""
+    flag = Execution.objects.filter(pk=execution_id).values_list("cancel_requested", flat=True)
+    return bool(flag and flag[0])

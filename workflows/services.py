@@ -1,4 +1,4 @@
-"""Executions: start, cancel, recover, and the output cache's housekeeping.
+"""Executions: start and cancel (recovery: ``workflows/recovery.py``).
 
 Status changes are conditional updates (``filter(status__in=...).update(...)``): of two
 writers racing for a transition exactly one changes the row, and only that one writes the
@@ -9,25 +9,20 @@ engine is the only writer (see ``workflows.engine``).
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from canvas.core.exceptions import ApplicationError
 from graphs.selectors import graph_nodes_and_edges_at_version
 from graphs.validation import validate_document
+from workflows.engine import notify_cancel
 from workflows.events import EventLog, event_record
-from workflows.models import (
-    ACTIVE_STATUSES,
-    Execution,
-    ExecutionStatus,
-    NodeOutputCache,
-)
+from workflows.executors import get_executor
+from workflows.models import ACTIVE_STATUSES, Execution, ExecutionStatus
+from workflows.selectors import execution_get_for_user
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +112,6 @@ def execution_create(
 
 def execution_dispatch(*, execution_id: uuid.UUID) -> None:
     """Hand a queued run to the configured executor (a wake-up: the claim decides)."""
-    from workflows.executors import get_executor
-
     get_executor().dispatch(execution_id)
 
 
@@ -142,95 +135,10 @@ def execution_cancel(*, execution: Execution) -> Execution:
                 )
             else:
                 execution_id = execution.pk
-
-                def wake():
-                    from workflows.engine import notify_cancel
-
-                    notify_cancel(execution_id)
-
-                transaction.on_commit(wake)
+                transaction.on_commit(lambda: notify_cancel(execution_id))
     execution.refresh_from_db()
     return execution
 
 
 def execution_cancel_for_user(*, user, execution_id) -> Execution:
-    from workflows.selectors import execution_get_for_user
-
     return execution_cancel(execution=execution_get_for_user(user=user, execution_id=execution_id))
-
-
-def executions_recover(*, dispatch: bool = True) -> dict[str, list[str]]:
-    """Find runs that need a worker and dispatch them again.
-
-    - ``running`` with a heartbeat older than ``WORKFLOW_STALE_AFTER``: its worker died; the
-      next claimer resumes it after its last finished node.
-    - ``queued`` for longer than ``WORKFLOW_STALE_AFTER``: its dispatch was probably lost
-      (channels-redis drops messages past their expiry, SIGKILL loses a read message).
-
-    Dispatching is a wake-up; the conditional claim makes a duplicate harmless.
-    """
-    now = timezone.now()
-    cutoff = now - timedelta(seconds=settings.WORKFLOW_STALE_AFTER)
-    stale = list(
-        Execution.objects.filter(status=ExecutionStatus.RUNNING, heartbeat_at__lt=cutoff)
-        .values_list("id", flat=True)
-        .order_by("heartbeat_at")[:500]
-    )
-    stale += list(
-        Execution.objects.filter(
-            status=ExecutionStatus.RUNNING, heartbeat_at__isnull=True
-        ).values_list("id", flat=True)[:500]
-    )
-    lost = list(
-        Execution.objects.filter(status=ExecutionStatus.QUEUED, queued_at__lt=cutoff)
-        .values_list("id", flat=True)
-        .order_by("queued_at")[:500]
-    )
-    if dispatch:
-        for execution_id in [*stale, *lost]:
-            try:
-                execution_dispatch(execution_id=execution_id)
-            except Exception:
-                logger.exception("could not dispatch execution %s", execution_id)
-    if stale or lost:
-        logger.info("recovery: %d stale running, %d queued re-dispatched", len(stale), len(lost))
-    return {"stale": [str(i) for i in stale], "queued": [str(i) for i in lost]}
-
-
-# --- output cache housekeeping -------------------------------------------------------------
-
-_writes_since_prune = 0
-_prune_lock = threading.Lock()
-PRUNE_EVERY = 200
-
-
-def cache_prune_maybe(*, written: int) -> None:
-    """Prune the cache after every ``PRUNE_EVERY`` rows this process wrote."""
-    global _writes_since_prune
-    with _prune_lock:
-        _writes_since_prune += written
-        if _writes_since_prune < PRUNE_EVERY:
-            return
-        _writes_since_prune = 0
-    cache_prune()
-
-
-def cache_prune() -> int:
-    """Delete expired entries, then the oldest beyond ``WORKFLOW_CACHE_MAX_ENTRIES``."""
-    now = timezone.now()
-    deleted, _ = NodeOutputCache.objects.filter(expires_at__lte=now).delete()
-    limit = settings.WORKFLOW_CACHE_MAX_ENTRIES
-    beyond = list(
-        NodeOutputCache.objects.order_by("-created_at").values_list("created_at", flat=True)[
-            limit : limit + 1
-        ]
-    )
-    if beyond:
-        more, _ = NodeOutputCache.objects.filter(created_at__lte=beyond[0]).delete()
-        deleted += more
-    return deleted
-
-
-def cache_clear(*, user) -> int:
-    deleted, _ = NodeOutputCache.objects.filter(owner=user).delete()
-    return deleted

@@ -9,9 +9,11 @@ from django.db import connection
 from django.utils import timezone
 
 from tests.workflows.conftest import build_graph, events_of, run_graph, wait_for
+from workflows.cache import cache_prune
 from workflows.engine import ExecutionRunner
 from workflows.models import Execution, NodeOutputCache
-from workflows.services import cache_prune, execution_create, executions_recover
+from workflows.recovery import executions_recover
+from workflows.services import execution_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

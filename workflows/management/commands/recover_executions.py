@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand
 
 from workflows.engine import execution_run
 from workflows.models import Execution
-from workflows.services import executions_recover
+from workflows.recovery import executions_recover
 
 
 class Command(BaseCommand):
