@@ -23,10 +23,10 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from canvas.core import realtime
+from canvas.core import events, realtime
 from canvas.core.exceptions import ApplicationError
 from canvas.core.ids import parse_id
-from canvas.core.publisher import publish
+from canvas.core.publisher import publish_on_commit
 from chat import runner, selectors, services
 from chat.models import Message
 
@@ -40,7 +40,7 @@ _tasks: set[asyncio.Task] = set()
 
 @realtime.register_topic
 class ConversationTopic(realtime.Topic):
-    kind = "conversation"
+    kind = events.CONVERSATION
 
     def open(self, *, user, object_id: uuid.UUID, after: int | None) -> realtime.Opened:
         conversation = selectors.conversation_get_for_user(user=user, conversation_id=object_id)
@@ -50,17 +50,18 @@ class ConversationTopic(realtime.Topic):
         )
 
 
-def topic_name(conversation_id: Any) -> str:
-    return f"conversation:{conversation_id}"
+def frame_publish(topic: str, frame: dict[str, Any]) -> None:
+    """Publish a chat frame (``{"type": "chat.token" | "chat.done", ...}``) to the topic."""
+    data = dict(frame)
+    publish_on_commit(topic, data.pop("type"), data)
 
 
 def conversation_emitter(conversation_id: Any) -> runner.Emit:
     """An ``emit`` for ``reply_run`` that publishes each frame to the conversation's sockets."""
-    group = ConversationTopic.group_name(conversation_id)
-    topic = topic_name(conversation_id)
+    topic = events.conversation_topic(conversation_id)
 
     def emit(frame: dict[str, Any]) -> None:
-        publish(group, realtime.frame_message(topic=topic, frame=frame))
+        frame_publish(topic, frame)
 
     return emit
 
@@ -92,9 +93,7 @@ async def chat_send(consumer, message: dict[str, Any]) -> None:
 async def _stream(consumer, turn: services.Turn, request_id: Any) -> None:
     loop = asyncio.get_running_loop()
     frames: asyncio.Queue = asyncio.Queue()
-    conversation_id = turn.conversation.pk
-    group = ConversationTopic.group_name(conversation_id)
-    topic = topic_name(conversation_id)
+    topic = events.conversation_topic(turn.conversation.pk)
 
     def emit(frame: dict[str, Any]) -> None:  # runs in the streaming thread
         loop.call_soon_threadsafe(frames.put_nowait, frame)
@@ -116,7 +115,7 @@ async def _stream(consumer, turn: services.Turn, request_id: Any) -> None:
 
     future = loop.run_in_executor(runner.executor(), run)
     while (frame := await frames.get()) is not _DONE:
-        publish(group, realtime.frame_message(topic=topic, frame=frame))
+        frame_publish(topic, frame)
         await to_sender(frame)
     try:
         stored = await future

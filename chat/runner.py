@@ -24,6 +24,7 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections, connection
 
+from canvas.core import events
 from chat import generation, services
 from chat.models import Message
 from chat.serializers import message_as_dict
@@ -154,7 +155,7 @@ def cancel_local(message_id: uuid.UUID) -> bool:
 
 def token_frame(*, turn: Turn, index: int, text: str, request_id: Any) -> dict[str, Any]:
     return {
-        "type": "chat.token",
+        "type": events.CHAT_TOKEN,
         "conversation": str(turn.conversation.pk),
         "message": str(turn.assistant_message.pk),
         "index": index,
@@ -164,7 +165,7 @@ def token_frame(*, turn: Turn, index: int, text: str, request_id: Any) -> dict[s
 
 
 def done_frame(*, message: Message, request_id: Any) -> dict[str, Any]:
-    return {"type": "chat.done", "message": message_as_dict(message), "request_id": request_id}
+    return {"type": events.CHAT_DONE, "message": message_as_dict(message), "request_id": request_id}
 
 
 def reply_run(*, turn: Turn, emit: Emit, request_id: Any = None) -> Message | None:

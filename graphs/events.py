@@ -10,38 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
-from django.utils import timezone
+from canvas.core.events import graph_topic
+from canvas.core.publisher import Event, publish_events_on_commit
 
-from canvas.core.publisher import publish
-from canvas.core.realtime import event_message
-
+# (event name from ``canvas.core.events``, data)
 GraphEvent = tuple[str, dict[str, Any]]
 
 
-def graph_group(graph_id) -> str:
-    return f"graph.{graph_id}"
-
-
 def graph_events_publish_on_commit(*, graph, events: list[GraphEvent]) -> None:
-    """Publish ``events`` (name, data) of a write to ``graph`` once its transaction commits."""
-    if not events:
-        return
-    topic, group = f"graph:{graph.pk}", graph_group(graph.pk)
-    ts = timezone.now().isoformat()
-    messages = [
-        event_message(
-            topic=topic,
-            event=name,
-            data={"graph": str(graph.pk), "version": graph.version, **data},
-            ts=ts,
-            seq=graph.version,
-        )
-        for name, data in events
-    ]
-
-    def send():
-        for message in messages:
-            publish(group, message)
-
-    transaction.on_commit(send)
+    """Publish ``events`` of a write to ``graph`` once its transaction commits."""
+    extra = {"graph": str(graph.pk), "version": graph.version}
+    publish_events_on_commit(
+        graph_topic(graph.pk),
+        [Event(name, {**extra, **data}, graph.version) for name, data in events],
+    )

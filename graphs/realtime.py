@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-from canvas.core import realtime
-from graphs.events import graph_group
+from canvas.core import events, realtime
 from graphs.selectors import graph_get_for_user
 
 
 @realtime.register_topic
 class GraphTopic(realtime.Topic):
-    kind = "graph"
-
-    @classmethod
-    def group_name(cls, object_id) -> str:
-        return graph_group(object_id)
+    kind = events.GRAPH
 
     def open(self, *, user, object_id: uuid.UUID, after: int | None) -> realtime.Opened:
         graph = graph_get_for_user(user=user, graph_id=object_id)

@@ -19,6 +19,16 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from canvas.core.events import (
+    EDGE_CREATED,
+    EDGE_DELETED,
+    EDGE_UPDATED,
+    GRAPH_DELETED,
+    GRAPH_NODE_CREATED,
+    GRAPH_NODE_DELETED,
+    GRAPH_NODE_UPDATED,
+    GRAPH_UPDATED,
+)
 from canvas.core.exceptions import ApplicationError
 from graphs.events import GraphEvent, graph_events_publish_on_commit
 from graphs.models import Edge, Graph, Node
@@ -145,7 +155,7 @@ def _bump(graph: Graph, *, events: list[GraphEvent], **fields: Any) -> None:
 def _graph_updated(graph: Graph, *, replaced: bool) -> GraphEvent:
     """``graph.updated``; ``replaced`` says nodes or edges changed too (refetch them)."""
     return (
-        "graph.updated",
+        GRAPH_UPDATED,
         {"name": graph.name, "description": graph.description, "replaced": replaced},
     )
 
@@ -307,7 +317,7 @@ def graph_update(*, user, graph_id: Any, **fields: Any) -> Graph:
 @transaction.atomic
 def graph_delete(*, user, graph_id: Any) -> None:
     graph = graph_get_for_user(user=user, graph_id=graph_id, lock=True)
-    graph_events_publish_on_commit(graph=graph, events=[("graph.deleted", {})])
+    graph_events_publish_on_commit(graph=graph, events=[(GRAPH_DELETED, {})])
     graph.delete()
 
 
@@ -366,7 +376,7 @@ def node_create(*, user, graph_id: Any, data: Mapping[str, Any]) -> dict[str, An
     nodes, edges = graph_nodes_and_edges(graph=graph)
     _check_change((nodes, edges), ([*nodes, doc], edges))
     _node_row(graph, doc).save(force_insert=True)
-    _bump(graph, events=[("node.created", {"node": doc})])
+    _bump(graph, events=[(GRAPH_NODE_CREATED, {"node": doc})])
     return doc
 
 
@@ -384,7 +394,7 @@ def node_update(*, user, graph_id: Any, node_id: Any, data: Mapping[str, Any]) -
         row = _node_row(graph, doc)
         row.created_at = node.created_at
         row.save(force_update=True)
-        _bump(graph, events=[("node.updated", {"node": doc})])
+        _bump(graph, events=[(GRAPH_NODE_UPDATED, {"node": doc})])
     return doc
 
 
@@ -394,8 +404,8 @@ def node_delete(*, user, graph_id: Any, node_id: Any) -> None:
     graph = graph_get_for_user(user=user, graph_id=graph_id, lock=True)
     node = node_get(graph=graph, node_id=node_id)
     edge_ids = Edge.objects.filter(Q(source=node) | Q(target=node)).values_list("id", flat=True)
-    events = [("edge.deleted", {"edge": {"id": str(edge_id)}}) for edge_id in edge_ids]
-    events.append(("node.deleted", {"node": {"id": str(node.pk)}}))
+    events = [(EDGE_DELETED, {"edge": {"id": str(edge_id)}}) for edge_id in edge_ids]
+    events.append((GRAPH_NODE_DELETED, {"node": {"id": str(node.pk)}}))
     node.delete()
     _bump(graph, events=events)
 
@@ -409,7 +419,7 @@ def edge_create(*, user, graph_id: Any, data: Mapping[str, Any]) -> dict[str, An
     nodes, edges = graph_nodes_and_edges(graph=graph)
     _check_change((nodes, edges), (nodes, [*edges, doc]))
     _edge_row(graph, doc).save(force_insert=True)
-    _bump(graph, events=[("edge.created", {"edge": doc})])
+    _bump(graph, events=[(EDGE_CREATED, {"edge": doc})])
     return doc
 
 
@@ -427,7 +437,7 @@ def edge_update(*, user, graph_id: Any, edge_id: Any, data: Mapping[str, Any]) -
         row = _edge_row(graph, doc)
         row.created_at = edge.created_at
         row.save(force_update=True)
-        _bump(graph, events=[("edge.updated", {"edge": doc})])
+        _bump(graph, events=[(EDGE_UPDATED, {"edge": doc})])
     return doc
 
 
@@ -435,6 +445,6 @@ def edge_update(*, user, graph_id: Any, edge_id: Any, data: Mapping[str, Any]) -
 def edge_delete(*, user, graph_id: Any, edge_id: Any) -> None:
     graph = graph_get_for_user(user=user, graph_id=graph_id, lock=True)
     edge = edge_get(graph=graph, edge_id=edge_id)
-    event = ("edge.deleted", {"edge": {"id": str(edge.pk)}})
+    event = (EDGE_DELETED, {"edge": {"id": str(edge.pk)}})
     edge.delete()
     _bump(graph, events=[event])

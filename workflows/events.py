@@ -1,26 +1,22 @@
-"""The one module that persists and publishes execution events.
+"""The one module that persists execution events (and publishes them, through the one path).
 
 Every execution event except ``node.token`` is a row of ``ExecutionEvent`` with a gapless
 ``seq`` from 1, written in the same transaction as the state change it reports, and published
-to the group ``execution.<uuid>`` only once that transaction commits. ``node.token`` is
-published and never stored.
+to the topic ``execution:<uuid>`` with ``canvas.core.publisher.publish_events_on_commit`` only
+once that transaction commits. ``node.token`` is published and never stored.
 
 One writer per execution allocates ``seq``: while a run is queued (no engine owns it yet) the
 services call ``event_record``, which takes the next number inside their write transaction;
-once an engine has claimed the run, its ``EventLog`` is the only writer. Publishing goes
-through the process-wide publisher (``canvas.core.publisher``), which hands messages to one
-long-lived loop in the order they were given, so ``on_commit`` callbacks issued by one writer
-thread reach subscribers in ``seq`` order.
+once an engine has claimed the run, its ``EventLog`` is the only writer, and a flush's events
+leave as one batch. The process-wide publisher hands messages to one long-lived loop in the
+order they were given, so one writer thread's batches reach subscribers in ``seq`` order.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +25,9 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from canvas.core.publisher import publish_many
-from canvas.core.realtime import event_message, events_message
+from canvas.core.events import NODE_TOKEN, execution_topic
+from canvas.core.publisher import Event, publish_events_on_commit, publish_on_commit
+from canvas.core.realtime import event_message
 from workflows.models import ExecutionEvent
 from workflows.rowwriter import DATETIME, JSON, PLAIN, UUID, insert_rows
 
@@ -42,68 +39,9 @@ EVENT_COLUMNS = (
     ("ts", DATETIME),
 )
 
-logger = logging.getLogger(__name__)
-Listener = Callable[[dict[str, Any]], None]
-_listeners: dict[str, list[Listener]] = {}
-_listeners_lock = threading.Lock()
-
-
-def execution_group(execution_id: uuid.UUID | str) -> str:
-    return f"execution.{execution_id}"
-
-
-def execution_topic(execution_id: uuid.UUID | str) -> str:
-    return f"execution:{execution_id}"
-
-
-@contextmanager
-def events_listen(*, execution_id: uuid.UUID | str, callback: Listener) -> Iterator[None]:
-    """Call ``callback`` in this process with every message published for the execution.
-
-    For in-process observers (``manage.py run_workflow``, tests); sockets use the group.
-    The callback runs on the publishing thread and must be quick.
-    """
-    key = str(execution_id)
-    with _listeners_lock:
-        _listeners.setdefault(key, []).append(callback)
-    try:
-        yield
-    finally:
-        with _listeners_lock:
-            _listeners[key].remove(callback)
-            if not _listeners[key]:
-                del _listeners[key]
-
-
-# Events of one flush travel as one channel-layer message (a Redis PUBLISH, a consumer
-# wake-up) per this many.
-EVENTS_PER_MESSAGE = 100
-
-
-def _publish(execution_id, messages: list[dict[str, Any]]) -> None:
-    if len(messages) == 1:
-        layer_messages = messages
-    else:
-        topic = execution_topic(execution_id)
-        layer_messages = [
-            events_message(topic=topic, events=messages[i : i + EVENTS_PER_MESSAGE])
-            for i in range(0, len(messages), EVENTS_PER_MESSAGE)
-        ]
-    publish_many(execution_group(execution_id), layer_messages)
-    if _listeners:
-        with _listeners_lock:
-            callbacks = list(_listeners.get(str(execution_id), ()))
-        for callback in callbacks:
-            for message in messages:
-                try:
-                    callback(message)
-                except Exception:
-                    # An observer's bug must not fail the run whose events it watches.
-                    logger.exception("execution event listener failed")
-
 
 def event_as_message(row: ExecutionEvent) -> dict[str, Any]:
-    """The group message of a persisted event (what subscribers receive live)."""
+    """The group message of a persisted event (what the socket replays and backfills)."""
     return event_message(
         topic=execution_topic(row.execution_id),
         event=row.event,
@@ -113,20 +51,11 @@ def event_as_message(row: ExecutionEvent) -> dict[str, Any]:
     )
 
 
-def event_as_dict(row: ExecutionEvent) -> dict[str, Any]:
-    """The REST shape of a persisted event."""
-    return {"seq": row.seq, "event": row.event, "data": row.data, "ts": row.ts}
-
-
-def _publish_rows_on_commit(execution_id, rows: list[ExecutionEvent]) -> None:
-    messages = [event_as_message(row) for row in rows]
-
-    def send():
-        _publish(execution_id, messages)
-
-    # robust: the rows are committed; a failing publish is logged, never raised into the
-    # engine (subscribers backfill from the database by seq).
-    transaction.on_commit(send, robust=True)
+def _publish_on_commit(execution_id: uuid.UUID, rows) -> None:
+    publish_events_on_commit(
+        execution_topic(execution_id),
+        [Event(row.event, row.data, row.seq, row.ts.isoformat()) for row in rows],
+    )
 
 
 @transaction.atomic
@@ -142,7 +71,7 @@ def event_record(*, execution_id: uuid.UUID, event: str, data: dict[str, Any]) -
     row = ExecutionEvent.objects.create(
         execution_id=execution_id, seq=seq, event=event, data=data, ts=timezone.now()
     )
-    _publish_rows_on_commit(execution_id, [row])
+    _publish_on_commit(execution_id, [row])
     return row
 
 
@@ -194,12 +123,7 @@ class EventLog:
             EVENT_COLUMNS,
             ((r.execution_id, r.seq, r.event, r.data, r.ts) for r in rows),
         )
-        _publish_rows_on_commit(self.execution_id, rows)
-
-    def discard(self, seq_after: int) -> None:
-        """Forget buffered events (a flush that rolled back): numbering restarts after it."""
-        self._pending = []
-        self.last_seq = seq_after
+        _publish_on_commit(self.execution_id, rows)
 
 
 class TokenStream:
@@ -212,7 +136,7 @@ class TokenStream:
     """
 
     def __init__(self, execution_id: uuid.UUID, node_id: str):
-        self.execution_id = execution_id
+        self.topic = execution_topic(execution_id)
         self.node_id = str(node_id)
         self.interval = settings.WORKFLOW_TOKEN_COALESCE_MS / 1000.0
         self.index = 0
@@ -252,12 +176,9 @@ class TokenStream:
         if not self._buffer:
             return
         text, self._buffer = "".join(self._buffer), []
-        message = event_message(
-            topic=execution_topic(self.execution_id),
-            event="node.token",
-            data={"node": self.node_id, "index": self.index, "text": text},
-            ts=timezone.now().isoformat(),
+        # Published at once: a node thread holds no transaction.
+        publish_on_commit(
+            self.topic, NODE_TOKEN, {"node": self.node_id, "index": self.index, "text": text}
         )
         self.index += 1
         self._last = time.monotonic()
-        _publish(self.execution_id, [message])

@@ -8,9 +8,9 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.db.models import Max
 
-from canvas.core import realtime
+from canvas.core import events, realtime
 from canvas.core.exceptions import ApplicationError
-from workflows.events import event_as_message, execution_group
+from workflows.events import event_as_message
 from workflows.models import TERMINAL_STATUSES, ExecutionEvent
 from workflows.selectors import (
     EVENTS_PAGE_SIZE,
@@ -19,18 +19,14 @@ from workflows.selectors import (
 )
 from workflows.services import execution_cancel_for_user
 
-FINAL_EVENTS = frozenset({"execution.completed", "execution.failed", "execution.cancelled"})
+FINAL_EVENTS = events.EXECUTION_FINAL_EVENTS
 
 
 @realtime.register_topic
 class ExecutionTopic(realtime.Topic):
-    kind = "execution"
+    kind = events.EXECUTION
     sequenced = True
     final_events = FINAL_EVENTS
-
-    @classmethod
-    def group_name(cls, object_id) -> str:
-        return execution_group(object_id)
 
     def open(self, *, user, object_id: uuid.UUID, after: int | None) -> realtime.Opened:
         execution = execution_get_for_user(user=user, execution_id=object_id)

@@ -24,6 +24,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from canvas.core import events
 from workflows.cache import cache_lookup, cache_prune_maybe, cache_row, cache_rows_write
 from workflows.events import EventLog, event_record
 from workflows.lease import update_owned_execution
@@ -178,7 +179,7 @@ class RunRecorder:
         return data
 
     def execution_started(self) -> None:
-        self.log.add("execution.started", {"status": ExecutionStatus.RUNNING})
+        self.log.add(events.EXECUTION_STARTED, {"status": ExecutionStatus.RUNNING})
 
     def node_started(self, nid: str, *, inputs: dict, key: str, queued_at=None) -> int:
         """The node starts its first attempt; returns the attempt number."""
@@ -190,7 +191,9 @@ class RunRecorder:
         run.started_at = now
         run.queued_at = queued_at or now
         run.cache_key = key
-        self.log.add("node.started", self._event_data(nid, "running", attempt=run.attempts), ts=now)
+        self.log.add(
+            events.NODE_STARTED, self._event_data(nid, "running", attempt=run.attempts), ts=now
+        )
         return run.attempts
 
     def node_resumed(self, nid: str, *, inputs: dict, key: str) -> int:
@@ -202,7 +205,7 @@ class RunRecorder:
         run.inputs = inputs
         run.cache_key = key
         self.log.add(
-            "node.retrying",
+            events.NODE_RETRYING,
             self._event_data(
                 nid, "running", attempt=run.attempts, error="interrupted: worker lost"
             ),
@@ -213,7 +216,7 @@ class RunRecorder:
     def node_retrying(self, nid: str, *, attempt: int, error: str) -> None:
         self.run(nid).attempts = attempt
         self.log.add(
-            "node.retrying", self._event_data(nid, "running", attempt=attempt, error=error)
+            events.NODE_RETRYING, self._event_data(nid, "running", attempt=attempt, error=error)
         )
 
     def node_cached(self, nid: str, *, key: str, inputs: dict, outputs: dict) -> None:
@@ -225,7 +228,7 @@ class RunRecorder:
         run.cache_key = key
         run.started_at = run.started_at or now
         run.finished_at = now
-        self.log.add("node.cached", self._event_data(nid, "cached", outputs=outputs), ts=now)
+        self.log.add(events.NODE_CACHED, self._event_data(nid, "cached", outputs=outputs), ts=now)
 
     def node_succeeded(self, nid: str, *, outputs: dict, usage, key: str) -> None:
         """The node finished; with a cache ``key`` its outputs go to the cache too."""
@@ -237,7 +240,7 @@ class RunRecorder:
         if usage is not None:
             run.usage = usage
         self.log.add(
-            "node.completed",
+            events.NODE_COMPLETED,
             self._event_data(nid, "succeeded", outputs=outputs, attempt=run.attempts),
             ts=now,
         )
@@ -262,7 +265,7 @@ class RunRecorder:
         run.finished_at = now
         run.started_at = run.started_at or now
         self.log.add(
-            "node.failed",
+            events.NODE_FAILED,
             self._event_data(nid, "failed", error=message, attempt=run.attempts),
             ts=now,
         )
@@ -276,7 +279,7 @@ class RunRecorder:
         run = self.run(nid)
         run.status = NodeRunStatus.SKIPPED
         run.finished_at = now
-        self.log.add("node.skipped", self._event_data(nid, "skipped"), ts=now)
+        self.log.add(events.NODE_SKIPPED, self._event_data(nid, "skipped"), ts=now)
 
     def node_cancelled(self, nid: str) -> None:
         run = self.run(nid)
@@ -338,9 +341,9 @@ class RunRecorder:
         """Write the terminal event and the execution's end in the last flush."""
         now = timezone.now()
         event = {
-            ExecutionStatus.SUCCEEDED: "execution.completed",
-            ExecutionStatus.CANCELLED: "execution.cancelled",
-            ExecutionStatus.FAILED: "execution.failed",
+            ExecutionStatus.SUCCEEDED: events.EXECUTION_COMPLETED,
+            ExecutionStatus.CANCELLED: events.EXECUTION_CANCELLED,
+            ExecutionStatus.FAILED: events.EXECUTION_FAILED,
         }[status]
         data: dict[str, Any] = {"status": status}
         if error:
@@ -362,6 +365,6 @@ def execution_fail_owned(*, execution_id: uuid.UUID, worker_id: str, message: st
         if updated:
             event_record(
                 execution_id=execution_id,
-                event="execution.failed",
+                event=events.EXECUTION_FAILED,
                 data={"status": ExecutionStatus.FAILED, "error": message},
             )

@@ -15,6 +15,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from canvas.core import events
 from canvas.core.exceptions import ApplicationError
 from graphs.selectors import graph_nodes_and_edges_at_version
 from graphs.validation import validate_document
@@ -103,7 +104,7 @@ def execution_create(
         execution.save(force_insert=True)
         # The first event of a new run: seq 1, written like the engine writes its batches.
         log = EventLog(execution.id, last_seq=0)
-        log.add("execution.queued", {"status": ExecutionStatus.QUEUED})
+        log.add(events.EXECUTION_QUEUED, {"status": ExecutionStatus.QUEUED})
         log.write()
         if dispatch:
             transaction.on_commit(lambda: execution_dispatch(execution_id=execution.id))
@@ -130,7 +131,7 @@ def execution_cancel(*, execution: Execution) -> Execution:
             if won:
                 event_record(
                     execution_id=execution.pk,
-                    event="execution.cancelled",
+                    event=events.EXECUTION_CANCELLED,
                     data={"status": ExecutionStatus.CANCELLED},
                 )
             else:

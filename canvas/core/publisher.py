@@ -10,7 +10,10 @@ Daphne). So every message goes through one queue drained by one task, in the ord
   the in-memory layer wakes its consumers at once;
 - otherwise a daemon thread's loop, started on first use (workers, commands).
 
-Callers inside a transaction should publish from ``transaction.on_commit``.
+Apps publish through ``publish_on_commit(topic, event, data)`` (Zulip's
+``send_event_on_commit``): inside a transaction the event leaves when it commits, outside one at
+once; names are the constants of ``canvas.core.events``. ``listen`` lets code in this process
+watch a topic (``manage.py run_workflow``, tests).
 """
 
 from __future__ import annotations
@@ -19,10 +22,17 @@ import asyncio
 import atexit
 import logging
 import threading
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, NamedTuple
 
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from canvas.core.events import FRAME_EVENTS, group_name
+from canvas.core.realtime import event_message, events_message, frame_message
 
 logger = logging.getLogger(__name__)
 
@@ -121,10 +131,102 @@ publisher = Publisher()
 
 
 def publish(group: str, message: dict[str, Any]) -> None:
-    """Publish through the process-wide publisher."""
+    """Hand one channel-layer message to the process-wide publisher (no names, no commit:
+    apps use ``publish_on_commit``)."""
     publisher.publish(group, message)
 
 
-def publish_many(group: str, messages: list[dict[str, Any]]) -> None:
-    """Publish several messages for one group through the process-wide publisher."""
-    publisher.publish_many(group, messages)
+# --- the apps' one way to publish ----------------------------------------------------------
+
+
+class Event(NamedTuple):
+    """One event of a topic: its name (``canvas.core.events``), data, and for sequenced
+    topics its ``seq``; ``ts`` (ISO 8601) defaults to when it is published."""
+
+    event: str
+    data: dict[str, Any]
+    seq: int | None = None
+    ts: str | None = None
+
+
+# The events of one call travel as one channel-layer message (one Redis PUBLISH, one wake-up
+# of each subscribed consumer) per this many.
+EVENTS_PER_MESSAGE = 100
+
+Listener = Callable[[dict[str, Any]], None]
+_listeners: dict[str, list[Listener]] = {}
+_listeners_lock = threading.Lock()
+
+
+def publish_on_commit(
+    topic: str, event: str, data: dict[str, Any], *, seq: int | None = None, ts: str | None = None
+) -> None:
+    """Publish ``event`` of ``topic`` when the current transaction commits (at once outside a
+    transaction; never if it rolls back). Chat events (``FRAME_EVENTS``) leave as top-level
+    frames ``{"type": event, **data}``, the others in the event envelope."""
+    publish_events_on_commit(topic, [Event(event, data, seq, ts)])
+
+
+def publish_events_on_commit(topic: str, events: Iterable[Event]) -> None:
+    """Several events of one topic, in order, as one batch (see ``publish_on_commit``)."""
+    now = None
+    messages = []
+    for event in events:
+        if event.event in FRAME_EVENTS:
+            messages.append(frame_message(topic=topic, frame={"type": event.event, **event.data}))
+            continue
+        ts = event.ts
+        if ts is None:
+            now = now or timezone.now().isoformat()
+            ts = now
+        messages.append(
+            event_message(topic=topic, event=event.event, data=event.data, ts=ts, seq=event.seq)
+        )
+    if not messages:
+        return
+    if not transaction.get_connection().in_atomic_block:
+        # Also the path of async callers, which must not touch the connection.
+        _send(topic, messages)
+        return
+    # robust: what the transaction wrote is committed; a failing publish is logged, never
+    # raised into the writer (subscribers backfill from the database by seq).
+    transaction.on_commit(lambda: _send(topic, messages), robust=True)
+
+
+def _send(topic: str, messages: list[dict[str, Any]]) -> None:
+    if len(messages) == 1:
+        layer_messages = messages
+    else:
+        layer_messages = [
+            events_message(topic=topic, events=messages[i : i + EVENTS_PER_MESSAGE])
+            for i in range(0, len(messages), EVENTS_PER_MESSAGE)
+        ]
+    publisher.publish_many(group_name(topic), layer_messages)
+    if _listeners:
+        with _listeners_lock:
+            callbacks = list(_listeners.get(topic, ()))
+        for callback in callbacks:
+            for message in messages:
+                try:
+                    callback(message)
+                except Exception:
+                    # An observer's bug must not fail the writer whose events it watches.
+                    logger.exception("listener of %s failed", topic)
+
+
+@contextmanager
+def listen(topic: str, callback: Listener) -> Iterator[None]:
+    """Call ``callback`` in this process with every message published to ``topic`` (an
+    ``event_message`` or ``frame_message`` dict), on the publishing thread: keep it quick.
+
+    For in-process observers (``manage.py run_workflow``, tests); sockets use the group.
+    """
+    with _listeners_lock:
+        _listeners.setdefault(topic, []).append(callback)
+    try:
+        yield
+    finally:
+        with _listeners_lock:
+            _listeners[topic].remove(callback)
+            if not _listeners[topic]:
+                del _listeners[topic]

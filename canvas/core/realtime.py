@@ -8,8 +8,8 @@ when the apps are ready) registers
 - ``@message_handler("execution.cancel")`` functions for client messages beyond the built-in
   ``ping``, ``subscribe`` and ``unsubscribe``.
 
-Publishers send group messages of two shapes (``event_message`` and ``frame_message`` below) to
-``Topic.group_name(object_id)``.
+Publishers (``canvas.core.publisher.publish_on_commit``) send group messages of the shapes below
+(``event_message``, ``events_message``, ``frame_message``) to ``Topic.group_name(object_id)``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from canvas.core.events import group_name, topic_name
 from canvas.core.exceptions import ApplicationError
 from canvas.core.ids import parse_id
 
@@ -50,7 +51,7 @@ class Topic:
 
     @classmethod
     def group_name(cls, object_id: uuid.UUID | str) -> str:
-        return f"{cls.kind}.{object_id}"
+        return group_name(topic_name(cls.kind, object_id))
 
     def open(self, *, user, object_id: uuid.UUID, after: int | None) -> Opened:
         """Authorize and read the snapshot and replay. Runs in a database thread.

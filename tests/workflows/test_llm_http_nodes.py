@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+from canvas.core.events import execution_topic
+from canvas.core.publisher import listen
 from tests.fakes.base import Behaviour
 from tests.fakes.groq import TEST_KEY
 from tests.workflows.conftest import (
@@ -16,7 +18,6 @@ from tests.workflows.conftest import (
     runs_by_key,
     wait_for,
 )
-from workflows.events import events_listen
 from workflows.models import Execution, ExecutionEvent
 from workflows.services import execution_cancel, execution_create
 
@@ -50,7 +51,7 @@ def test_llm_streams_tokens_and_records_usage(user, ollama):
     graph = llm_graph(user)
     messages = []
     execution = execution_create(user=user, graph=graph, inputs={})
-    with events_listen(execution_id=execution.id, callback=messages.append):
+    with listen(execution_topic(execution.id), messages.append):
         execution = wait_for(execution)
     assert execution.status == "succeeded", execution.error
     assert execution.outputs == {"answer0": REPLY}
@@ -76,7 +77,7 @@ def test_tokens_are_coalesced_when_faster_than_20ms(user, ollama):
     graph = llm_graph(user)
     messages = []
     execution = execution_create(user=user, graph=graph, inputs={})
-    with events_listen(execution_id=execution.id, callback=messages.append):
+    with listen(execution_topic(execution.id), messages.append):
         wait_for(execution)
     tokens = [m for m in messages if m["event"] == "node.token"]
     assert "".join(t["data"]["text"] for t in tokens) == " ".join(["w"] * 200)
@@ -113,7 +114,7 @@ def test_broken_stream_is_retried_and_partial_text_dropped(user, ollama):
     graph = llm_graph(user)
     messages = []
     execution = execution_create(user=user, graph=graph, inputs={})
-    with events_listen(execution_id=execution.id, callback=messages.append):
+    with listen(execution_topic(execution.id), messages.append):
         execution = wait_for(execution)
     assert execution.status == "succeeded", execution.error
     assert execution.outputs == {"answer0": REPLY}
@@ -158,7 +159,7 @@ def test_cancel_interrupts_the_stream_within_a_second(user, ollama):
         if message["event"] == "node.token":
             first_token.set()
 
-    with events_listen(execution_id=execution.id, callback=watch):
+    with listen(execution_topic(execution.id), watch):
         assert first_token.wait(5)
         started = time.monotonic()
         execution_cancel(execution=execution)
@@ -338,9 +339,9 @@ def test_held_back_tokens_go_out_when_the_model_pauses(user, ollama):
     graph = llm_graph(user)
     texts = []
     execution = execution_create(user=user, graph=graph, inputs={})
-    with events_listen(
-        execution_id=execution.id,
-        callback=lambda m: m["event"] == "node.token" and texts.append(m["data"]["text"]),
+    with listen(
+        execution_topic(execution.id),
+        lambda m: m["event"] == "node.token" and texts.append(m["data"]["text"]),
     ):
         deadline = time.monotonic() + 5
         while "".join(texts) != "a b c d e" and time.monotonic() < deadline:

@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from canvas.core import events
 from canvas.core.exceptions import ApplicationError
 from chat import runner, selectors, services
 from chat.models import ChatProvider, Conversation, Message
@@ -111,7 +112,7 @@ class Command(BaseCommand):
 
     def _reply(self, turn: services.Turn) -> None:
         def emit(frame):
-            if frame["type"] == "chat.token":
+            if frame["type"] == events.CHAT_TOKEN:
                 self.stdout.write(frame["text"], ending="")
                 self.stdout.flush()
 

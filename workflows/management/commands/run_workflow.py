@@ -16,10 +16,11 @@ from datetime import datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
+from canvas.core import events
 from canvas.core.exceptions import ApplicationError
+from canvas.core.publisher import listen
 from graphs.models import Graph
 from workflows.engine import execution_run
-from workflows.events import events_listen
 from workflows.models import Execution
 from workflows.serializers import ExecutionSerializer
 from workflows.services import execution_cancel, execution_create
@@ -103,7 +104,7 @@ class Command(BaseCommand):
                 done.set()
 
         runner = threading.Thread(target=run, daemon=True)
-        with events_listen(execution_id=execution.id, callback=printer):
+        with listen(events.execution_topic(execution.id), printer):
             runner.start()
             try:
                 while not done.wait(0.1):
@@ -152,7 +153,7 @@ class _Printer:
         node = data.get("node")
         name = f"{self.labels.get(node, node)} ({data.get('type')})" if node else ""
         with self.lock:
-            if event == "node.token":
+            if event == events.NODE_TOKEN:
                 if self.streaming != node:
                     self.finish_line()
                     self.out.write(f"  {self.labels.get(node, node)} » ", ending="")
@@ -162,25 +163,25 @@ class _Printer:
                 return
             self.finish_line()
             ts = datetime.fromisoformat(message["ts"])
-            if event == "node.started":
+            if event == events.NODE_STARTED:
                 self.started[node] = ts
                 self.out.write(f"▶ {name} started")
-            elif event in ("node.completed", "node.failed"):
+            elif event in (events.NODE_COMPLETED, events.NODE_FAILED):
                 took = ""
                 if node in self.started:
                     took = f" in {(ts - self.started[node]).total_seconds() * 1000:.1f} ms"
-                mark = "✓" if event == "node.completed" else "✗"
+                mark = "✓" if event == events.NODE_COMPLETED else "✗"
                 line = f"{mark} {name} {data['status']}{took}"
                 if data.get("error"):
                     line += f": {data['error']}"
                 self.out.write(line)
-            elif event == "node.cached":
+            elif event == events.NODE_CACHED:
                 self.out.write(f"✓ {name} cached")
-            elif event == "node.skipped":
+            elif event == events.NODE_SKIPPED:
                 self.out.write(f"- {name} skipped")
-            elif event == "node.retrying":
+            elif event == events.NODE_RETRYING:
                 self.out.write(
                     f"↻ {name} retrying (attempt {data.get('attempt')}): {data.get('error', '')}"
                 )
-            elif event == "execution.started":
+            elif event == events.EXECUTION_STARTED:
                 self.out.write("Running…")
