@@ -103,8 +103,6 @@ class MessagePairSerializer(serializers.Serializer):
 
 
 class MessageListQuerySerializer(serializers.Serializer):
-    before = serializers.UUIDField(required=False)
-    after = serializers.UUIDField(required=False)
     page_size = serializers.IntegerField(
         required=False, min_value=1, max_value=settings.CHAT_MESSAGES_MAX_PAGE_SIZE
     )

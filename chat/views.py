@@ -1,4 +1,4 @@
-"""The chat API: conversations CRUD, their messages (paged by cursor), sending, regenerating.
+"""The chat API: conversations CRUD, their messages (DRF cursor paging), sending, regenerating.
 
 Views parse, authorize through the owner's selectors, call a service and render. A message POST
 (and a regenerate) runs the provider call in the request thread and answers 201 with both
@@ -9,7 +9,6 @@ tokens also stream to every socket subscribed to ``conversation:<id>``.
 from __future__ import annotations
 
 from django.conf import settings
-from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -23,6 +22,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from canvas.core.exceptions import NotFoundError
+from canvas.core.pagination import NewestPageCursorPagination
 from canvas.core.viewsets import OwnerScopedViewSet
 from chat import runner, selectors, services
 from chat.models import Conversation, Message
@@ -45,6 +45,12 @@ MESSAGE_PAGE = inline_serializer(
         "results": MessageSerializer(many=True),
     },
 )
+
+
+class MessagePagination(NewestPageCursorPagination):
+    ordering = "-position"
+    # The page size comes from the validated query (MessageListQuerySerializer).
+    page_size_query_param = None
 
 
 @extend_schema_view(
@@ -117,11 +123,10 @@ class ConversationViewSet(OwnerScopedViewSet):
 
     @extend_schema(
         methods=["GET"],
-        summary="A page of messages, oldest first: the newest page, or the one before / after "
-        "a message id",
+        summary="A page of messages, oldest first: the newest page, then older ones through "
+        "`previous` (and newer ones through `next`)",
         parameters=[
-            OpenApiParameter("before", OpenApiTypes.UUID, description="a message id"),
-            OpenApiParameter("after", OpenApiTypes.UUID, description="a message id"),
+            OpenApiParameter("cursor", OpenApiTypes.STR, description="from `next` / `previous`"),
             OpenApiParameter("page_size", int, description="messages per page"),
         ],
         responses={200: MESSAGE_PAGE},
@@ -139,31 +144,14 @@ class ConversationViewSet(OwnerScopedViewSet):
         conversation = self.get_object()
         query = MessageListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        params = query.validated_data
-        page = selectors.message_page(
-            conversation=conversation,
-            page_size=params.get("page_size", settings.CHAT_MESSAGES_PAGE_SIZE),
-            before=params.get("before"),
-            after=params.get("after"),
+        paginator = MessagePagination()
+        paginator.page_size = query.validated_data.get(
+            "page_size", settings.CHAT_MESSAGES_PAGE_SIZE
         )
-        link = request.build_absolute_uri(
-            reverse("conversation-messages", kwargs={"pk": conversation.pk})
+        page = paginator.paginate_queryset(
+            selectors.message_list(conversation=conversation), request, view=self
         )
-        size = params.get("page_size")
-        suffix = f"&page_size={size}" if size else ""
-        messages = page.messages
-        return Response(
-            {
-                "count": page.count,
-                "next": f"{link}?after={messages[-1].pk}{suffix}"
-                if page.has_newer and messages
-                else None,
-                "previous": f"{link}?before={messages[0].pk}{suffix}"
-                if page.has_older and messages
-                else None,
-                "results": MessageSerializer(messages, many=True).data,
-            }
-        )
+        return paginator.get_paginated_response(MessageSerializer(page, many=True).data)
 
     def _send(self, request):
         data = MessageInputSerializer(data=request.data)

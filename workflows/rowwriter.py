@@ -107,7 +107,3 @@ def select_json(sql: str, params: Sequence[Any]) -> Any:
 
 def adapt_datetime(value: datetime) -> Any:
     return _adapters([DATETIME])[0](value)
-
-
-def adapt_uuid(value) -> Any:
-    return _adapters([UUID])[0](value)

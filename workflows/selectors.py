@@ -34,13 +34,9 @@ def execution_get_for_user(*, user, execution_id, with_node_runs: bool = False) 
     return execution
 
 
-def execution_events_after(
-    *, execution: Execution, after: int = 0, limit: int = EVENTS_PAGE_SIZE
-) -> list[ExecutionEvent]:
-    """Persisted events with ``seq > after``, oldest first, at most ``limit``."""
-    return list(
-        ExecutionEvent.objects.filter(execution=execution, seq__gt=after).order_by("seq")[:limit]
-    )
+def execution_events(*, execution: Execution, after: int = 0) -> QuerySet[ExecutionEvent]:
+    """Persisted events with ``seq > after`` (``workflows.views`` pages them by ``seq``)."""
+    return ExecutionEvent.objects.filter(execution=execution, seq__gt=after)
 
 
 def execution_node_statuses(*, execution: Execution) -> dict[str, str]:

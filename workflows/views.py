@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 
 from canvas.core.exceptions import ApplicationError
+from canvas.core.pagination import ForwardCursorPagination
 from canvas.core.viewsets import OwnerScopedViewSet
 from graphs.selectors import graph_get_for_user
 from workflows import selectors, services
@@ -40,6 +41,11 @@ def _parse(serializer: Serializer) -> dict:
             },
         )
     return serializer.validated_data
+
+
+class EventPagination(ForwardCursorPagination):
+    ordering = "seq"
+    page_size = selectors.EVENTS_PAGE_SIZE
 
 
 @extend_schema_view(
@@ -134,6 +140,7 @@ class ExecutionViewSet(OwnerScopedViewSet):
         parameters=[
             EXECUTION_ID,
             OpenApiParameter("after", OpenApiTypes.INT, description="Return events after it."),
+            OpenApiParameter("cursor", OpenApiTypes.STR, description="From `next`."),
         ],
         responses={200: EventPageSerializer, **BAD_REQUEST, **NOT_FOUND},
     )
@@ -141,10 +148,8 @@ class ExecutionViewSet(OwnerScopedViewSet):
     def events(self, request, pk=None):
         execution = selectors.execution_get_for_user(user=request.user, execution_id=pk)
         after = _parse(EventsQuerySerializer(data=request.query_params))["after"]
-        size = selectors.EVENTS_PAGE_SIZE
-        rows = selectors.execution_events_after(execution=execution, after=after, limit=size + 1)
-        next_url = None
-        if len(rows) > size:
-            rows = rows[:size]
-            next_url = request.build_absolute_uri(f"{request.path}?after={rows[-1].seq}")
-        return Response({"next": next_url, "results": EventSerializer(rows, many=True).data})
+        paginator = EventPagination()
+        rows = paginator.paginate_queryset(
+            selectors.execution_events(execution=execution, after=after), request, view=self
+        )
+        return paginator.get_paginated_response(EventSerializer(rows, many=True).data)

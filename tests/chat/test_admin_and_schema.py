@@ -49,4 +49,4 @@ def test_schema_documents_the_chat_endpoints(api_client):
     parameters = {
         p["name"] for p in paths["/api/conversations/{id}/messages/"]["get"]["parameters"]
     }
-    assert {"before", "after", "page_size"} <= parameters
+    assert {"cursor", "page_size"} <= parameters

@@ -123,6 +123,9 @@ def test_events_page_with_after_and_next(api_client, graph):
     assert (
         api_client.get(f"/api/executions/{execution.id}/events/", {"after": "x"}).status_code == 400
     )
+    bad_cursor = api_client.get(f"/api/executions/{execution.id}/events/", {"cursor": "x"})
+    assert bad_cursor.status_code == 400
+    assert "cursor" in bad_cursor.json()["errors"]
 
 
 def test_events_are_paged_by_1000(api_client, graph, user):
@@ -141,10 +144,15 @@ def test_events_are_paged_by_1000(api_client, graph, user):
     )
     first = api_client.get(f"/api/executions/{execution.id}/events/").json()
     assert len(first["results"]) == 1000
-    assert first["next"].endswith("?after=1000")
+    assert "cursor=" in first["next"]
     second = api_client.get(first["next"]).json()
     assert [e["seq"] for e in second["results"]] == list(range(1001, last + 1201))
     assert second["next"] is None
+    # Paging from `after` keeps it: the pages continue after it.
+    from_after = api_client.get(f"/api/executions/{execution.id}/events/", {"after": 100}).json()
+    assert [e["seq"] for e in from_after["results"]] == list(range(101, 1101))
+    rest = api_client.get(from_after["next"]).json()
+    assert [e["seq"] for e in rest["results"]] == list(range(1101, last + 1201))
 
 
 def test_cancel_is_idempotent_on_a_finished_run(api_client, graph):
