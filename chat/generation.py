@@ -1,10 +1,9 @@
-"""The provider call behind a chat reply, and its failures in words a user understands.
+"""What a chat reply asks the provider for, and its failures in words a user understands.
 
-``client_for`` builds the conversation's client (Groq with the owner's key; close it after the
-reply) and ``open_stream`` starts a ``ChatStream`` (``integrations.completions``): text chunks,
-then one ``Usage``; ``cancel()`` from any thread. ``describe_error`` turns what can go wrong
-into the ``error`` a failed message stores: ``{"code", "message", "provider",
-"retry_after"?}``, the message saying what happened and what fixes it.
+The call itself is ``integrations.llm.completion_stream`` (``chat.replies``). ``options`` gives
+the conversation's generation options; ``describe_error`` turns what can go wrong into the
+``error`` a failed message stores: ``{"code", "message", "provider", "retry_after"?}``, the
+message saying what happened and what fixes it.
 """
 
 from __future__ import annotations
@@ -14,10 +13,7 @@ from typing import Any
 
 from chat.models import ChatProvider, Conversation
 from integrations import errors
-from integrations.completions import ChatStream
-from integrations.groq import GroqClient
-from integrations.keys import ApiKeyMissing, key_resolve
-from integrations.ollama import OllamaClient
+from integrations.keys import ApiKeyMissing
 
 logger = logging.getLogger(__name__)
 
@@ -26,20 +22,9 @@ logger = logging.getLogger(__name__)
 OPTION_KEYS = ("temperature", "max_tokens", "seed")
 
 
-def client_for(*, conversation: Conversation):
-    """A client for the conversation's provider. Groq needs the owner's key (or the operator's
-    ``GROQ_API_KEY``); ``ApiKeyMissing`` when there is none."""
-    if conversation.provider == ChatProvider.GROQ:
-        return GroqClient(api_key=key_resolve(user=conversation.owner, provider="groq"))
-    return OllamaClient()
-
-
-def open_stream(
-    *, client, conversation: Conversation, messages: list[dict[str, str]]
-) -> ChatStream:
-    """Start streaming a reply to ``messages``; raises what ``describe_error`` describes."""
-    params = {k: conversation.options[k] for k in OPTION_KEYS if k in (conversation.options or {})}
-    return client.chat_stream(model=conversation.model, messages=messages, **params)
+def options(conversation: Conversation) -> dict[str, Any]:
+    """The conversation's generation options, as the clients' keyword arguments."""
+    return {k: conversation.options[k] for k in OPTION_KEYS if k in (conversation.options or {})}
 
 
 def describe_error(exc: BaseException, *, conversation: Conversation) -> dict[str, Any]:

@@ -67,6 +67,9 @@ class Message(BaseModel):
     model = models.CharField(max_length=MODEL_MAX_LENGTH, blank=True, default="")
     # Set by chat.cancel from any process; the streaming thread's process polls it.
     cancel_requested = models.BooleanField(default=False)
+    # While streaming: written every WORKFLOW_HEARTBEAT_INTERVAL by the process streaming it;
+    # older than WORKFLOW_STALE_AFTER means that process died (the reply ends ``interrupted``).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["conversation", "position"]

@@ -2,7 +2,7 @@
 handlers (protocol: docs/realtime.md, docs/chat.md).
 
 ``chat.send`` stores the user message and an empty reply (a short database call), then streams
-the reply in a thread of ``chat.runner.executor()`` — never in the consumer's shared database
+the reply in a thread of ``chat.replies.executor()`` — never in the consumer's shared database
 thread — and returns at once, so the socket keeps reading (a ``chat.cancel`` on the same socket
 is handled mid-stream). Frames come back from the thread through a queue on the socket's loop,
 in order, and each goes
@@ -27,7 +27,7 @@ from canvas.core import events, realtime
 from canvas.core.exceptions import ApplicationError
 from canvas.core.ids import parse_id
 from canvas.core.publisher import publish_on_commit
-from chat import runner, selectors, services
+from chat import replies, selectors, services
 from chat.models import Message
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def frame_publish(topic: str, frame: dict[str, Any]) -> None:
     publish_on_commit(topic, data.pop("type"), data)
 
 
-def conversation_emitter(conversation_id: Any) -> runner.Emit:
+def conversation_emitter(conversation_id: Any) -> replies.Emit:
     """An ``emit`` for ``reply_run`` that publishes each frame to the conversation's sockets."""
     topic = events.conversation_topic(conversation_id)
 
@@ -100,7 +100,7 @@ async def _stream(consumer, turn: services.Turn, request_id: Any) -> None:
 
     def run() -> Message | None:
         try:
-            return runner.reply_run_in_thread(turn=turn, emit=emit, request_id=request_id)
+            return replies.reply_run_in_thread(turn=turn, emit=emit, request_id=request_id)
         finally:
             loop.call_soon_threadsafe(frames.put_nowait, _DONE)
 
@@ -113,7 +113,7 @@ async def _stream(consumer, turn: services.Turn, request_id: Any) -> None:
         except Exception:  # the sender's socket closed; the others still get the frames
             logger.debug("chat frame not sent to a closed socket", exc_info=True)
 
-    future = loop.run_in_executor(runner.executor(), run)
+    future = loop.run_in_executor(replies.executor(), run)
     while (frame := await frames.get()) is not _DONE:
         frame_publish(topic, frame)
         await to_sender(frame)
@@ -137,7 +137,7 @@ def _final_frame(turn: services.Turn, request_id: Any) -> dict[str, Any]:
             "message": "The conversation was deleted.",
             "request_id": request_id,
         }
-    return runner.done_frame(message=message, request_id=request_id)
+    return replies.done_frame(message=message, request_id=request_id)
 
 
 @realtime.message_handler("chat.cancel")
@@ -148,7 +148,7 @@ async def chat_cancel(consumer, message: dict[str, Any]) -> None:
     )
     for message_id in ids:
         # This process runs it: stop at once. Elsewhere, its process's watcher sees the flag.
-        runner.cancel_local(message_id)
+        replies.cancel_local(message_id)
         # A runner still waiting for the provider's first byte, or one whose process died,
         # cannot store the cancel itself: give it up after a grace period.
         _spawn(_abandon_if_orphaned(message_id, conversation_id))
@@ -160,4 +160,4 @@ async def _abandon_if_orphaned(message_id: uuid.UUID, conversation_id: uuid.UUID
     await asyncio.sleep(settings.CHAT_CANCEL_POLL_SECONDS * 4 + 1.0)
     stored = await database_sync_to_async(services.reply_abandon)(message_id=message_id)
     if stored is not None:
-        conversation_emitter(conversation_id)(runner.done_frame(message=stored, request_id=None))
+        conversation_emitter(conversation_id)(replies.done_frame(message=stored, request_id=None))

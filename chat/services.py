@@ -6,24 +6,33 @@ transaction stays open during a model call:
 1. ``message_begin`` (or ``reply_begin`` to regenerate) stores the user message and an empty
    assistant message ``streaming`` in one transaction, and returns a ``Turn``: the rows and
    the context to send (system prompt + history trimmed to ``CHAT_CONTEXT_MAX_CHARS``).
-2. The provider call runs (``chat.runner``), then ``reply_complete`` / ``reply_fail`` /
+2. The provider call runs (``chat.replies``), then ``reply_complete`` / ``reply_fail`` /
    ``reply_cancel`` store the outcome. Those only change a reply that is still ``streaming``
    (a conditional UPDATE), so one outcome wins when a cancel and the end race.
+
+While a reply streams, its process writes ``heartbeat_at`` (``replies_heartbeat``); a reply
+whose heartbeat is older than ``WORKFLOW_STALE_AFTER`` lost its process, and
+``replies_interrupt_stale`` (the recovery sweep, and every regenerate) ends it ``failed`` with
+the code ``interrupted``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
+from canvas.core.events import CHAT_DONE, conversation_topic
 from canvas.core.exceptions import ApplicationError
+from canvas.core.publisher import publish_on_commit
 from chat.models import TITLE_MAX_LENGTH, ChatProvider, Conversation, Message
 from chat.selectors import conversation_get_for_user, message_streaming_for_conversation
+from chat.serializers import message_as_dict
 
 TITLE_FROM_MESSAGE_CHARS = 60
 OPTION_RULES: dict[str, tuple[type, float | None, float | None]] = {
@@ -230,6 +239,7 @@ def message_begin(*, user, conversation_id: Any, content: Any) -> Turn:
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
         model=conversation.model,
+        heartbeat_at=timezone.now(),
     )
     if conversation.title:
         _touch(conversation)
@@ -247,6 +257,7 @@ def message_begin(*, user, conversation_id: Any, content: Any) -> Turn:
 def reply_begin(*, user, conversation_id: Any) -> Turn:
     """Regenerate: drop the replies after the last user message and start a new one to it."""
     conversation = conversation_get_for_user(user=user, conversation_id=conversation_id, lock=True)
+    replies_interrupt_stale(conversation=conversation)
     if message_streaming_for_conversation(conversation=conversation).exists():
         raise ApplicationError(
             "A reply is still being written; cancel it first.", code="conversation_busy"
@@ -269,6 +280,7 @@ def reply_begin(*, user, conversation_id: Any) -> Turn:
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
         model=conversation.model,
+        heartbeat_at=timezone.now(),
     )
     _touch(conversation)
     return Turn(
@@ -279,13 +291,15 @@ def reply_begin(*, user, conversation_id: Any) -> Turn:
     )
 
 
-def _finish(message_id: Any, **fields: Any) -> Message | None:
-    """Store a reply's outcome if it is still streaming; None when another outcome won (a
-    cancel that gave up on it) or the conversation was deleted."""
+def _finish(message_id: Any, *, stale=None, **fields: Any) -> Message | None:
+    """Store a reply's outcome if it is still streaming (and, with ``stale``, its heartbeat is
+    older than that); None when another outcome won (a cancel that gave up on it, a stale
+    heartbeat declared interrupted) or the conversation was deleted."""
     with transaction.atomic():
-        updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
-            **fields, updated_at=timezone.now()
-        )
+        rows = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING)
+        if stale is not None:
+            rows = rows.filter(Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True))
+        updated = rows.update(**fields, updated_at=timezone.now())
         if not updated:
             return None
         message = Message.objects.select_related("conversation").get(pk=message_id)
@@ -341,3 +355,45 @@ def reply_abandon(*, message_id: Any) -> Message | None:
         if not updated:
             return None
         return Message.objects.get(pk=message_id)
+
+
+def replies_heartbeat(*, message_ids: list[Any]) -> None:
+    """Mark the replies this process streams as alive."""
+    Message.objects.filter(pk__in=message_ids, status=Message.Status.STREAMING).update(
+        heartbeat_at=timezone.now()
+    )
+
+
+def replies_interrupt_stale(*, conversation: Conversation | None = None) -> list[Message]:
+    """End ``failed`` (code ``interrupted``) every streaming reply whose process died: its
+    heartbeat is older than ``WORKFLOW_STALE_AFTER``. Its subscribers get its ``chat.done``.
+    Returns the replies it ended."""
+    cutoff = timezone.now() - timedelta(seconds=settings.WORKFLOW_STALE_AFTER)
+    stale = Message.objects.filter(status=Message.Status.STREAMING).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, updated_at__lt=cutoff)
+    )
+    if conversation is not None:
+        stale = stale.filter(conversation=conversation)
+    ended = []
+    for message_id, provider in stale.values_list("pk", "conversation__provider")[:500]:
+        error = {
+            "code": "interrupted",
+            "message": "The reply stopped: the process writing it ended. Regenerate to try again.",
+            "provider": provider,
+        }
+        with transaction.atomic():
+            message = _finish(message_id, status=Message.Status.FAILED, error=error, stale=cutoff)
+            if message is not None:
+                ended.append(message)
+                done_publish_on_commit(message)
+    return ended
+
+
+def done_publish_on_commit(message: Message) -> None:
+    """A reply's ``chat.done`` to its conversation's subscribers (no ``request_id``: nobody
+    on a socket asked for this outcome)."""
+    publish_on_commit(
+        conversation_topic(message.conversation_id),
+        CHAT_DONE,
+        {"message": message_as_dict(message), "request_id": None},
+    )

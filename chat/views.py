@@ -24,7 +24,7 @@ from rest_framework.response import Response
 from canvas.core.exceptions import NotFoundError
 from canvas.core.pagination import NewestPageCursorPagination
 from canvas.core.viewsets import OwnerScopedViewSet
-from chat import runner, selectors, services
+from chat import replies, selectors, services
 from chat.models import Conversation, Message
 from chat.realtime import conversation_emitter
 from chat.serializers import (
@@ -175,7 +175,7 @@ class ConversationViewSet(OwnerScopedViewSet):
 
     def _run(self, turn: services.Turn) -> Response:
         emit = conversation_emitter(turn.conversation.pk)
-        reply = runner.reply_run(turn=turn, emit=emit)
+        reply = replies.reply_run(turn=turn, emit=emit)
         if reply is None:
             # Another outcome won (a cancel gave the reply up) or the conversation is gone.
             reply = Message.objects.filter(pk=turn.assistant_message.pk).first()

@@ -18,27 +18,15 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
-from django.conf import settings
 from django.db import close_old_connections, connection
 
+from canvas.core.threads import LazyPool
 from workflows.nodes.base import Node, NodeCancelled, NodeContext, NodeError, checked_outputs
 
 logger = logging.getLogger(__name__)
 
-_node_pool: ThreadPoolExecutor | None = None
-_node_pool_lock = threading.Lock()
-
-
-def node_pool() -> ThreadPoolExecutor:
-    global _node_pool
-    with _node_pool_lock:
-        if _node_pool is None:
-            _node_pool = ThreadPoolExecutor(
-                max_workers=settings.WORKFLOW_NODE_THREADS, thread_name_prefix="wf-node"
-            )
-        return _node_pool
+node_pool = LazyPool("WORKFLOW_NODE_THREADS", thread_name_prefix="wf-node")
 
 
 def release_connection() -> None:

@@ -3,7 +3,8 @@
 Every server process (Daphne, ``runworker``, ``runserver``) runs the sweep when it starts and
 then every ``WORKFLOW_RECOVERY_INTERVAL`` seconds (``background_start``, called by
 ``canvas/asgi.py``); ``manage.py recover_executions`` runs it on demand. It also prunes the
-output cache now and then.
+output cache now and then, and runs the other apps' sweeps (``canvas.core.sweeps``: chat
+replies whose process died).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
+from canvas.core.sweeps import sweeps_run
 from workflows.cache import cache_prune
 from workflows.models import Execution, ExecutionStatus
 from workflows.services import execution_dispatch
@@ -105,6 +107,7 @@ def _recovery_loop() -> None:
     while not _background_stop.is_set():
         try:
             executions_recover()
+            sweeps_run()
             sweeps += 1
             if sweeps % 100 == 1:
                 cache_prune()

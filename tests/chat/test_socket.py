@@ -401,9 +401,9 @@ async def test_deleting_the_conversation_mid_stream_ends_the_senders_stream(
 async def test_cancel_before_the_provider_answers_at_all(
     sock, sock2, conversation, ollama, settings
 ):
-    # The provider holds back even its response headers (a model loading): the stream cannot
-    # be interrupted yet, so the cancel gives the reply up after the grace period and the
-    # subscribers hear it then; the sender gets its own chat.done once the call returns.
+    # The provider holds back even its response headers (a model loading): the cancel closes
+    # the reply's client too (its Cancellation, as for an LLM node), which shuts the socket of
+    # the request in flight, so the reply stops at once, well before the provider answers.
     settings.CHAT_CANCEL_POLL_SECONDS = 0.05
     ollama.enqueue(Behaviour(delay=2.5))
     await subscribe(sock2, conversation)
@@ -415,7 +415,7 @@ async def test_cancel_before_the_provider_answers_at_all(
     given_up = await until_done(sock2, timeout=5)
     assert time.monotonic() - started < 2.0
     assert given_up[-1]["message"]["status"] == "cancelled"
-    assert given_up[-1]["request_id"] is None
+    assert given_up[-1]["request_id"] == "r1"  # stored by the reply's own thread
 
     mine = await until_done(sock, timeout=5)
     assert [f["type"] for f in mine] == ["chat.done"]

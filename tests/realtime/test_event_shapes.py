@@ -20,7 +20,7 @@ from canvas.core import events
 from canvas.core.publisher import listen
 from chat import services as chat_services
 from chat.realtime import conversation_emitter
-from chat.runner import reply_run
+from chat.replies import reply_run
 from graphs import services as graph_services
 from graphs.registry import Port, PortType, registry
 from tests.fakes.base import Behaviour

@@ -37,6 +37,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from graphs.registry import NodeType, registry
+from integrations.cancellation import Cancellation
 
 logger = logging.getLogger(__name__)
 
@@ -67,47 +68,6 @@ class TokenSink(Protocol):
     def push(self, text: str) -> None: ...
     def flush(self) -> None: ...
     def restart(self) -> None: ...
-
-
-class Cancellation:
-    """A cancel flag plus the callbacks that make it bite: a blocked socket read does not
-    notice a flag, so whoever opens a stream registers how to shut it (``on_cancel``).
-
-    Thread-safe: the node (or chat reply) thread registers, any other thread cancels.
-    """
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self._callbacks: list[Callable[[], Any]] = []
-        self._lock = threading.Lock()
-
-    @property
-    def cancelled(self) -> bool:
-        return self.event.is_set()
-
-    def check(self) -> None:
-        if self.event.is_set():
-            raise NodeCancelled
-
-    def on_cancel(self, callback: Callable[[], Any]) -> None:
-        """Call ``callback`` (from the cancelling thread) on cancel; at once if cancelled."""
-        with self._lock:
-            if not self.event.is_set():
-                self._callbacks.append(callback)
-                return
-        callback()
-
-    def cancel(self) -> None:
-        with self._lock:
-            if self.event.is_set():
-                return
-            self.event.set()
-            callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            try:
-                callback()
-            except Exception:
-                logger.exception("a cancel callback failed")
 
 
 @dataclass
@@ -145,7 +105,8 @@ class NodeContext:
         return self.cancellation.cancelled
 
     def check_cancelled(self) -> None:
-        self.cancellation.check()
+        if self.cancellation.cancelled:
+            raise NodeCancelled
 
     def on_cancel(self, callback: Callable[[], Any]) -> None:
         """Call ``callback`` (from another thread) when the node is cancelled or times out.

@@ -4,11 +4,8 @@ from django.conf import settings
 
 from canvas.core.exceptions import ApplicationError
 from graphs.registry import Port, PortType
-from integrations.completions import Usage
 from integrations.errors import Cancelled, IntegrationError
-from integrations.groq import GroqClient
-from integrations.keys import key_resolve
-from integrations.ollama import OllamaClient
+from integrations.llm import ReplyTooLarge, completion_stream
 
 from .base import MAX_NODE_ATTEMPTS, Node, NodeCancelled, NodeContext, NodeError
 from .schema import CACHE_ON
@@ -77,24 +74,12 @@ class LLMNode(Node):
         return run_llm(ctx)
 
 
-def _client(ctx, *, sleep, max_retries: int):
-    options = {"sleep": sleep, "max_retries": max_retries}
-    if ctx.config["provider"] == "ollama":
-        return OllamaClient(base_url=settings.OLLAMA_BASE_URL, **options)
-    try:
-        key = key_resolve(user=ctx.owner, provider="groq")
-    except ApplicationError as exc:
-        raise NodeError(exc.message, code=exc.code) from None
-    return GroqClient(api_key=key, **options)
+def run_llm(ctx: NodeContext) -> dict:
+    """Stream a chat completion (``integrations.llm``), publishing tokens as they arrive.
 
-
-def run_llm(ctx):
-    """Stream a chat completion, publishing tokens as they arrive.
-
-    Retries have one owner each: the adapter retries a request that failed before its
-    response began (each such retry is reported as ``node.retrying``), the node retries a
-    stream that broke after it began (``node.retrying`` again, telling subscribers to drop
-    the partial text). Together at most ``MAX_NODE_ATTEMPTS`` requests per node.
+    Each retry is reported as ``node.retrying`` (``ctx.retrying``): the adapter's retries of a
+    request that failed before its response began, and a new request after a stream broke
+    mid-way (subscribers drop the partial text). At most ``MAX_NODE_ATTEMPTS`` requests.
     """
     config = ctx.config
     messages = []
@@ -106,53 +91,27 @@ def run_llm(ctx):
         params["max_tokens"] = config["max_tokens"]
     if config.get("seed") is not None:
         params["seed"] = config["seed"]
-    limit = settings.WORKFLOW_MAX_OUTPUT_BYTES
-    requests_made = 0
-
-    def sleep(delay: float) -> None:
-        # The adapter is about to retry: say so, and let a cancel cut the wait short.
-        nonlocal requests_made
-        requests_made += 1
-        ctx.retrying(f"the request failed before its response began; retrying in {delay:.2f} s")
-        if ctx.cancel_event.wait(delay):
-            raise NodeCancelled
-
-    while True:
-        ctx.check_cancelled()
-        requests_made += 1
-        client = _client(ctx, sleep=sleep, max_retries=max(0, MAX_NODE_ATTEMPTS - requests_made))
-        ctx.on_cancel(client.close)
-        parts: list[str] = []
-        size = 0
-        try:
-            stream = client.chat_stream(model=config["model"], messages=messages, **params)
-            ctx.on_cancel(stream.cancel)
-            usage = None
-            for item in stream:
-                if isinstance(item, Usage):
-                    usage = item
-                    continue
-                parts.append(item)
-                size += len(item.encode())
-                if size > limit:
-                    stream.cancel()
-                    raise NodeError(
-                        f"The reply exceeded the size limit of {limit} bytes.",
-                        code="output_too_large",
-                    )
-                ctx.emit_token(item)
-        except Cancelled:
-            raise NodeCancelled from None
-        except IntegrationError as exc:
-            if ctx.cancelled:
-                raise NodeCancelled from None
-            began = bool(parts) or exc.code == "stream_interrupted"
-            if exc.retryable and began and requests_made < MAX_NODE_ATTEMPTS:
-                ctx.retrying(str(exc))
-                continue
-            raise NodeError(str(exc), code=exc.code) from None
-        finally:
-            client.close()
-        usage_dict = usage.as_dict() if usage is not None else None
-        ctx.usage = usage_dict
-        return {"text": "".join(parts), "usage": usage_dict}
+    try:
+        reply = completion_stream(
+            provider=config["provider"],
+            user=ctx.owner,
+            model=config["model"],
+            messages=messages,
+            params=params,
+            cancellation=ctx.cancellation,
+            on_text=ctx.emit_token,
+            on_retry=ctx.retrying,
+            max_attempts=MAX_NODE_ATTEMPTS,
+            max_bytes=settings.WORKFLOW_MAX_OUTPUT_BYTES,
+        )
+    except Cancelled:
+        raise NodeCancelled from None
+    except ReplyTooLarge as exc:
+        raise NodeError(exc.message, code=exc.code) from None
+    except ApplicationError as exc:  # no Groq key
+        raise NodeError(exc.message, code=exc.code) from None
+    except IntegrationError as exc:
+        raise NodeError(str(exc), code=exc.code) from None
+    usage = reply.usage.as_dict() if reply.usage is not None else None
+    ctx.usage = usage
+    return {"text": reply.text, "usage": usage}

@@ -1,7 +1,7 @@
 """``manage.py chat --provider ollama --model llama3.2``: chat in the terminal.
 
 Reads one message per line from stdin, streams each reply as it arrives, and stores the
-conversation exactly as the API does (``chat.services`` and ``chat.runner``), so it shows up in
+conversation exactly as the API does (``chat.services`` and ``chat.replies``), so it shows up in
 ``/api/conversations/`` and the admin. ``--conversation ID`` continues an existing one.
 Commands at the prompt: ``/regenerate`` (replace the last reply), ``/quit`` (or end of input).
 Ctrl-C while a reply streams stops it (stored as ``cancelled``); at the prompt it exits.
@@ -17,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from canvas.core import events
 from canvas.core.exceptions import ApplicationError
-from chat import runner, selectors, services
+from chat import replies, selectors, services
 from chat.models import ChatProvider, Conversation, Message
 
 
@@ -117,13 +117,13 @@ class Command(BaseCommand):
                 self.stdout.flush()
 
         self.stdout.write(self.style.HTTP_INFO("assistant> "), ending="")
-        future = runner.executor().submit(runner.reply_run_in_thread, turn=turn, emit=emit)
+        future = replies.executor().submit(replies.reply_run_in_thread, turn=turn, emit=emit)
         while True:
             try:
                 message = future.result()
                 break
             except KeyboardInterrupt:
-                runner.cancel_local(turn.assistant_message.pk)
+                replies.cancel_local(turn.assistant_message.pk)
         self.stdout.write("")
         if message is None:
             return

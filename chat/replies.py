@@ -1,36 +1,45 @@
-"""Runs one reply: the provider stream, its frames, and the stored outcome; and cancelling it.
+"""The replies this process streams: running one, cancelling it, and its heartbeat.
 
 ``reply_run`` is synchronous and runs in whatever thread calls it: the REST view's request
 thread, or a thread of ``executor`` (socket sends; never the consumer's shared database thread).
-It hands each frame to ``emit`` (``chat.token`` with an increasing ``index``, then exactly one
-``chat.done`` carrying the stored message) and stores the outcome through the services.
+The provider call is ``integrations.llm.completion_stream``, the same streaming, client choice
+and cancel path as the workflow engine's LLM nodes. ``reply_run`` hands each frame to ``emit``
+(``chat.token`` with an increasing ``index``, then exactly one ``chat.done`` carrying the stored
+message) and stores the outcome through the services.
 
-Cancelling: ``cancel_local`` stops a reply this process runs at once (the stream's socket is
-shut down, which wakes a blocked read). A ``chat.cancel`` handled by another process sets the
-message's ``cancel_requested``; one watcher thread per process polls those flags for the replies
-it runs every ``CHAT_CANCEL_POLL_SECONDS`` and cancels them locally (a reply whose conversation
-was deleted stops the same way).
+Cancelling: each running reply holds a ``Cancellation``; ``cancel_local`` cancels a reply this
+process runs at once (the stream's socket is shut down, which wakes a blocked read). A
+``chat.cancel`` handled by another process sets the message's ``cancel_requested``; one watcher
+thread per process polls those flags for the replies it runs every ``CHAT_CANCEL_POLL_SECONDS``
+and cancels them locally (a reply whose conversation was deleted stops the same way).
+
+Heartbeat: the same watcher writes ``heartbeat_at`` on the replies it runs every
+``WORKFLOW_HEARTBEAT_INTERVAL``; a reply still ``streaming`` whose heartbeat is older than
+``WORKFLOW_STALE_AFTER`` lost its process, and ``services.replies_interrupt_stale`` ends it
+``failed`` (``interrupted``) so the user can regenerate.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection
 
 from canvas.core import events
+from canvas.core.threads import LazyPool
 from chat import generation, services
 from chat.models import Message
 from chat.serializers import message_as_dict
 from chat.services import Turn
 from integrations import errors
-from integrations.keys import ApiKeyMissing
+from integrations.cancellation import Cancellation
+from integrations.llm import completion_stream
 
 logger = logging.getLogger(__name__)
 
@@ -38,29 +47,13 @@ Emit = Callable[[dict[str, Any]], None]
 
 
 class _Running:
-    """A reply this process is running: its cancel flag and, once open, its stream."""
+    """A reply this process is running: its cancellation."""
 
     def __init__(self):
-        self.cancelled = threading.Event()
+        self.cancellation = Cancellation()
         # The watcher saw the row once (so its absence later means it was deleted, not that
         # the transaction that wrote it is not visible yet).
         self.seen = False
-        self._stream = None
-        self._lock = threading.Lock()
-
-    def attach(self, stream) -> None:
-        with self._lock:
-            self._stream = stream
-            cancelled = self.cancelled.is_set()
-        if cancelled:
-            stream.cancel()
-
-    def cancel(self) -> None:
-        with self._lock:
-            self.cancelled.set()
-            stream = self._stream
-        if stream is not None:
-            stream.cancel()
 
 
 class Registry:
@@ -73,6 +66,7 @@ class Registry:
         self._wake = threading.Condition(self._lock)
 
     def add(self, message_id: uuid.UUID) -> _Running:
+        """Register a reply this thread is about to stream; ``remove`` it when done."""
         with self._lock:
             running = self._running[message_id] = _Running()
             if self._watcher is None or not self._watcher.is_alive():
@@ -93,16 +87,14 @@ class Registry:
             running = self._running.get(message_id)
         if running is None:
             return False
-        running.cancel()
+        running.cancellation.cancel()
         return True
-
-    def running_ids(self) -> list[uuid.UUID]:
-        with self._lock:
-            return list(self._running)
 
     def _watch(self) -> None:
         # One thread per process: while replies run, one query per poll interval finds the
-        # ones another process asked to cancel. Idle, it holds no database connection.
+        # ones another process asked to cancel, and every heartbeat interval one statement
+        # marks them alive. Idle, it holds no database connection.
+        last_beat = 0.0
         while True:
             with self._lock:
                 while not self._running:
@@ -125,6 +117,9 @@ class Registry:
                             wanted.append(pk)  # asked to stop
                     elif running.seen:
                         wanted.append(pk)  # gone with its conversation: nobody sees the rest
+                if time.monotonic() - last_beat >= settings.WORKFLOW_HEARTBEAT_INTERVAL:
+                    last_beat = time.monotonic()
+                    services.replies_heartbeat(message_ids=ids)
             except Exception:  # a database hiccup must not end the watcher
                 logger.exception("chat cancel watcher could not read cancel flags")
                 wanted = []
@@ -134,19 +129,8 @@ class Registry:
 
 
 registry = Registry()
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
-
-
-def executor() -> ThreadPoolExecutor:
-    """The bounded pool socket replies stream in (``CHAT_STREAM_THREADS`` per process)."""
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(
-                max_workers=settings.CHAT_STREAM_THREADS, thread_name_prefix="chat-stream"
-            )
-        return _executor
+# The bounded pool socket replies stream in (``CHAT_STREAM_THREADS`` per process).
+executor = LazyPool("CHAT_STREAM_THREADS", thread_name_prefix="chat-stream")
 
 
 def cancel_local(message_id: uuid.UUID) -> bool:
@@ -172,50 +156,40 @@ def reply_run(*, turn: Turn, emit: Emit, request_id: Any = None) -> Message | No
     """Stream the reply of ``turn``, emitting frames; store and return the outcome.
 
     Returns None (and emits no ``chat.done``) when another outcome was stored first: a cancel
-    that gave the reply up, or the conversation was deleted meanwhile.
+    that gave the reply up, the conversation was deleted meanwhile, or the reply was declared
+    interrupted (its heartbeat went stale).
     """
     message_id = turn.assistant_message.pk
     conversation = turn.conversation
     running = registry.add(message_id)
-    client = None
-    text = ""
-    message: Message | None = None
+    parts: list[str] = []
+
+    def on_text(text: str) -> None:
+        emit(token_frame(turn=turn, index=len(parts), text=text, request_id=request_id))
+        parts.append(text)
+
     try:
-        try:
-            if running.cancelled.is_set():
-                raise errors.Cancelled("cancelled before the call", provider=conversation.provider)
-            client = generation.client_for(conversation=conversation)
-            stream = generation.open_stream(
-                client=client, conversation=conversation, messages=turn.context
-            )
-            running.attach(stream)
-            index = 0
-            for item in stream:
-                if isinstance(item, str) and item:
-                    text += item
-                    emit(token_frame(turn=turn, index=index, text=item, request_id=request_id))
-                    index += 1
-            usage = stream.usage.as_dict() if stream.usage else None
-            model = stream.usage.model if stream.usage else ""
-            message = services.reply_complete(
-                message_id=message_id, content=text, usage=usage, model=model
-            )
-        except errors.Cancelled:
-            message = services.reply_cancel(message_id=message_id, content=text)
-        except (errors.IntegrationError, ApiKeyMissing) as exc:
-            if running.cancelled.is_set():
-                # A cancel that interrupted the call may surface as a transport error.
-                message = services.reply_cancel(message_id=message_id, content=text)
-            else:
-                error = generation.describe_error(exc, conversation=conversation)
-                message = services.reply_fail(message_id=message_id, error=error, content=text)
-        except Exception as exc:
-            error = generation.describe_error(exc, conversation=conversation)
-            message = services.reply_fail(message_id=message_id, error=error, content=text)
+        reply = completion_stream(
+            provider=conversation.provider,
+            user=conversation.owner,
+            model=conversation.model,
+            messages=turn.context,
+            params=generation.options(conversation),
+            cancellation=running.cancellation,
+            on_text=on_text,
+        )
+        usage = reply.usage.as_dict() if reply.usage else None
+        model = reply.usage.model if reply.usage else ""
+        message = services.reply_complete(
+            message_id=message_id, content=reply.text, usage=usage, model=model
+        )
+    except errors.Cancelled:
+        message = services.reply_cancel(message_id=message_id, content="".join(parts))
+    except Exception as exc:
+        error = generation.describe_error(exc, conversation=conversation)
+        message = services.reply_fail(message_id=message_id, error=error, content="".join(parts))
     finally:
         registry.remove(message_id)
-        if client is not None:
-            client.close()  # the stream closed itself when its iteration ended
     if message is not None:
         emit(done_frame(message=message, request_id=request_id))
     return message
