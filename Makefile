@@ -42,9 +42,14 @@ lock: venv-dev
 migrate: venv
 	$(BIN)/python manage.py migrate --noinput
 
-run: migrate
+# Development settings for this checkout (DEBUG=1, a generated SECRET_KEY and CRYPTOGRAPHY_KEY),
+# so that `.venv/bin/python manage.py <command>` works as typed; an existing .env is kept.
+.env: | $(BIN)/python
+	$(BIN)/python -m canvas.devenv .env
+
+run: .env migrate
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
-	$(BIN)/python manage.py seed_demo --if-empty
+	$(BIN)/python manage.py seed_demo --if-empty --host $(HOST) --port $(PORT)
 	$(BIN)/daphne -b $(HOST) -p $(PORT) canvas.asgi:application
 
 test: venv-dev

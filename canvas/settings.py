@@ -5,15 +5,23 @@ Production sets DATABASE_URL, REDIS_URL, SECRET_KEY, ALLOWED_HOSTS and CRYPTOGRA
 outside DEBUG those secrets have no default. See docs/operations.md for every variable.
 """
 
+import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from canvas.core.throttle_rates import DEFAULT_RATES, parse_rates
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-if (BASE_DIR / ".env").is_file():
-    env.read_env(BASE_DIR / ".env")
+# Variables already in the environment win over the file. `make run` writes a development
+# .env when there is none (canvas/devenv.py); ENV_FILE names another file.
+ENV_FILE = Path(os.environ.get("ENV_FILE") or BASE_DIR / ".env")
+if ENV_FILE.is_file():
+    env.read_env(ENV_FILE)
 
 DEBUG = env.bool("DEBUG", default=False)
 
@@ -47,6 +55,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "channels",
     "canvas",
     "graphs",
@@ -56,6 +65,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: errors under /api/ are JSON whatever answers them (a bad Host, a body too large).
+    "canvas.core.middleware.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -64,6 +75,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it answers a locked-out login attempt.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "canvas.urls"
@@ -166,6 +179,25 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes first: it refuses a locked-out login before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Brute force on the session and admin logins (and the token endpoint, which is throttled
+# too): after LOGIN_FAILURE_LIMIT failures for one username from one address, that pair is
+# refused for LOGIN_LOCKOUT_MINUTES (429 with Retry-After). Attempts are rows in the database,
+# shared by every process; a success resets the count. `manage.py axes_reset` unlocks all.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# No log line per attempt or at start (commands print only their own output); the attempts
+# are in the admin (Axes: access attempts, failures).
+AXES_VERBOSE = False
+# The client address as the throttles read it (NUM_PROXIES), not a forgeable header.
+AXES_CLIENT_IP_CALLABLE = "canvas.core.throttles.client_address"
+AXES_LOCKOUT_CALLABLE = "canvas.core.throttles.login_lockout_response"
 LOGIN_URL = "/api-auth/login/"
 LOGIN_REDIRECT_URL = "/api/"
 
@@ -217,8 +249,13 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular's, with every operation's error answers documented.
+    "DEFAULT_SCHEMA_CLASS": "canvas.core.schema.CanvasAutoSchema",
     "EXCEPTION_HANDLER": "canvas.core.exceptions.exception_handler",
+    # Throttles are chosen per view (canvas.core.throttles); their rates: THROTTLE_RATES below.
+    # Proxies in front of the server: the client address is the one the last of them saw.
+    # 0 reads REMOTE_ADDR and ignores X-Forwarded-For (which a client could forge).
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 
@@ -237,6 +274,31 @@ SPECTACULAR_SETTINGS = {
         "NodeRunStatusEnum": "workflows.models.NodeRunStatus",
         "MessageStatusEnum": "chat.models.Message.Status",
     },
+}
+
+# --- Throttling and the cache that counts -------------------------------------------------
+
+# "auth=10/min,start=600/min,chat=60/min,keys=60/min" (the default): requests per scope (a
+# scope left out keeps its default, "scope=off" turns it off); an empty value turns them all
+# off. See canvas/core/throttles.py.
+try:
+    THROTTLE_RATES = parse_rates(env("THROTTLE_RATES", default=DEFAULT_RATES))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"THROTTLE_RATES: {exc}") from None
+# Throttle counters (and anything else cached) live here: Redis when REDIS_URL is set, so every
+# process shares them; per process otherwise.
+CACHE_KEY_PREFIX = env("CACHE_KEY_PREFIX", default="canvas")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": CACHE_KEY_PREFIX,
+    }
+    if REDIS_URL
+    else {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "KEY_PREFIX": CACHE_KEY_PREFIX,
+    }
 }
 
 # --- Graphs ---------------------------------------------------------------------------------

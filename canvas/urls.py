@@ -2,13 +2,12 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 
-from canvas.views import ApiRootView
+from canvas.views import ApiRootView, TokenView
 
 api_urlpatterns = [
     path("", ApiRootView.as_view(), name="api-root"),
-    path("auth/token/", obtain_auth_token, name="auth-token"),
+    path("auth/token/", TokenView.as_view(), name="auth-token"),
     path("", include("graphs.urls")),
     path("", include("workflows.urls")),
     path("", include("chat.urls")),

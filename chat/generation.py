@@ -13,7 +13,7 @@ from typing import Any
 
 from chat.models import ChatProvider, Conversation
 from integrations import errors
-from integrations.keys import ApiKeyMissing
+from integrations.keys import ApiKeyMissing, ApiKeyUnreadable
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ def describe_error(exc: BaseException, *, conversation: Conversation) -> dict[st
     provider = conversation.provider
     model = conversation.model
     label = ChatProvider(provider).label if provider in ChatProvider.values else provider
+    if isinstance(exc, ApiKeyUnreadable):
+        return _error(exc.code, exc.message, provider)
     if isinstance(exc, ApiKeyMissing):
         return _error(
             "api_key_missing",

@@ -23,6 +23,7 @@ from rest_framework.response import Response
 
 from canvas.core.exceptions import NotFoundError
 from canvas.core.pagination import NewestPageCursorPagination
+from canvas.core.throttles import ChatThrottle
 from canvas.core.viewsets import OwnerScopedViewSet
 from chat import replies, selectors, services
 from chat.models import Conversation, Message
@@ -78,6 +79,12 @@ class ConversationViewSet(OwnerScopedViewSet):
 
     model = Conversation
     serializer_class = ConversationSerializer
+
+    def get_throttles(self):
+        # Sends and regenerations call a provider: counted per user.
+        if self.action in ("messages", "regenerate") and self.request.method == "POST":
+            return [ChatThrottle()]
+        return super().get_throttles()
 
     def owner_queryset(self, user):
         return selectors.conversation_list_for_user(user=user)

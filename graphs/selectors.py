@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import QuerySet
 
-from canvas.core.exceptions import NotFoundError
+from canvas.core.exceptions import ApplicationError, NotFoundError
 from canvas.core.ids import parse_id
 from graphs.models import Edge, Graph, Node
 
@@ -27,6 +28,30 @@ def graph_get_for_user(*, user, graph_id: Any, lock: bool = False) -> Graph:
         return queryset.get(pk=parse_id(graph_id, what="graph"))
     except Graph.DoesNotExist:
         raise NotFoundError("No such graph.") from None
+
+
+def graph_get_by_reference(*, reference: str, owner_username: str | None = None) -> Graph:
+    """A graph by id or by name, for operators' commands (any owner unless one is given).
+
+    Raises ``NotFoundError`` when nothing matches and ``ApplicationError`` when several graphs
+    share the name.
+    """
+    queryset = Graph.objects.select_related("owner")
+    if owner_username:
+        queryset = queryset.filter(owner__username=owner_username)
+    try:
+        return queryset.get(pk=uuid.UUID(reference))
+    except (ValueError, Graph.DoesNotExist):
+        pass
+    matches = list(queryset.filter(name=reference)[:5])
+    if not matches:
+        raise NotFoundError(f"No graph with id or name {reference!r}.")
+    if len(matches) > 1:
+        owners = ", ".join(sorted({g.owner.username for g in matches}))
+        raise ApplicationError(
+            f"Several graphs are named {reference!r} (owners: {owners}); pass its id or --owner."
+        )
+    return matches[0]
 
 
 def node_list_for_graph(*, graph: Graph) -> QuerySet[Node]:

@@ -35,7 +35,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC
 from urllib.parse import urljoin, urlsplit
 
@@ -251,8 +251,14 @@ class ApiAdapter:
         stream: bool = False,
         max_retries: int | None = None,
         follow_redirects: bool = True,
+        sensitive_headers: Iterable[str] = (),
     ) -> requests.Response:
-        """Send with retries; a 2xx/3xx response is returned, anything else raises."""
+        """Send with retries; a 2xx/3xx response is returned, anything else raises.
+
+        ``sensitive_headers`` (names) carry credentials, like ``Authorization``: with a guard,
+        both are dropped from every hop after a redirect to another origin (scheme, host or
+        port), and stay dropped if a later hop comes back.
+        """
         url = self.url_for(path)
         retries = self.max_retries if max_retries is None else max_retries
         timeout = self._timeout(timeout)
@@ -271,6 +277,7 @@ class ApiAdapter:
                     timeout=timeout,
                     stream=stream,
                     follow_redirects=follow_redirects,
+                    sensitive_headers=sensitive_headers,
                 )
             except requests.exceptions.RequestException as exc:
                 self._raise_if_cancelled(exc)
@@ -411,33 +418,55 @@ class ApiAdapter:
             retry_after=retry_after,
         )
 
-    def _send(self, method, url, *, headers, follow_redirects, **kwargs) -> requests.Response:
+    def _send(
+        self, method, url, *, headers, follow_redirects, sensitive_headers, **kwargs
+    ) -> requests.Response:
         if self.guard is None:
+            # Provider clients: their only credential is Authorization, which requests itself
+            # strips on a redirect to another host.
             return self.session.request(
                 method, url, headers=headers, allow_redirects=follow_redirects, **kwargs
             )
         return self._send_guarded(
-            method, url, headers=dict(headers or {}), follow_redirects=follow_redirects, **kwargs
+            method,
+            url,
+            headers=dict(headers or {}),
+            follow_redirects=follow_redirects,
+            sensitive_headers=("Authorization", *sensitive_headers),
+            **kwargs,
         )
 
     def _send_guarded(
-        self, method, url, *, headers, follow_redirects, json, data, params, timeout, stream
+        self,
+        method,
+        url,
+        *,
+        headers,
+        follow_redirects,
+        sensitive_headers,
+        json,
+        data,
+        params,
+        timeout,
+        stream,
     ):
-        first_host = None
+        first_origin = None
         left_origin = False
         for _hop in range(MAX_REDIRECTS + 1):
             target = self.guard.check(url)
-            first_host = first_host or target.host
+            origin = (target.scheme, target.host.lower(), target.port)
+            first_origin = first_origin or origin
             request = requests.Request(
                 method, url, headers=headers, json=json, data=data, params=params
             )
             prepared = self.session.prepare_request(request)
             prepared.pinned_address = target.address
-            left_origin = left_origin or target.host != first_host
+            left_origin = left_origin or origin != first_origin
             if left_origin:
-                # Credentials meant for one host never follow a redirect to another (and stay
+                # Credentials meant for one origin never follow a redirect to another (and stay
                 # dropped if a later hop comes back).
-                prepared.headers.pop("Authorization", None)
+                for name in sensitive_headers:
+                    prepared.headers.pop(name, None)
             # urllib3 would name the pinned IP in Host; the server must see the name.
             default_port = 443 if target.scheme == "https" else 80
             host = f"[{target.host}]" if ":" in target.host else target.host

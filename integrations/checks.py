@@ -1,8 +1,10 @@
 """Refuse to run with a CRYPTOGRAPHY_KEY that cannot read the stored secrets.
 
 A wrong key would otherwise surface later, as a failed run on a user's first LLM call. The
-check decrypts one stored row (they all share a key: rotation re-encrypts every row in one
-transaction), so it costs one small query.
+check decrypts every stored row and names the ones it cannot read: rotation re-encrypts every
+row in one transaction, but a process still running on the old key may have written one after
+it (one query; decrypting is microseconds a row). Such a row fails only its owner's calls, with
+``api_key_unreadable`` (see ``integrations.keys``).
 
 It is a Django system check tagged ``database``, as Django asks of checks that query: it runs in
 ``migrate`` and ``manage.py check --database default``. Daphne runs no system checks, so
@@ -17,7 +19,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, connections, router
 
-from integrations.encryption import DecryptionError
+from integrations.encryption import DecryptionError, configured_secret_box, decrypt_text
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +30,9 @@ HINT = (
 )
 
 
-def stored_secrets_readable(*, using: str = DEFAULT_DB_ALIAS) -> bool:
-    """Whether the configured key decrypts a stored secret; True when none is stored.
+def unreadable_secrets(*, using: str = DEFAULT_DB_ALIAS) -> list[str]:
+    """The stored keys the configured key cannot decrypt, each described as ``<id> (<owner>,
+    <provider> key <name>)``; empty when all are readable or none is stored.
 
     A database without the table yet (before ``migrate``) counts as nothing stored. Database
     errors other than that propagate.
@@ -37,14 +40,47 @@ def stored_secrets_readable(*, using: str = DEFAULT_DB_ALIAS) -> bool:
     from integrations.models import ApiKey
 
     connection = connections[using]
-    if ApiKey._meta.db_table not in connection.introspection.table_names():
-        return True
-    try:
-        # Loading the field decrypts it and verifies its MAC; no row, nothing to verify.
-        list(ApiKey.objects.using(using).only("secret").order_by()[:1])
-    except DecryptionError:
-        return False
-    return True
+    table = ApiKey._meta.db_table
+    if table not in connection.introspection.table_names():
+        return []
+    column = ApiKey._meta.get_field("secret").column
+    with connection.cursor() as cursor:
+        # The raw column: the field would decrypt while loading, and stop at the first failure.
+        cursor.execute(
+            f"SELECT {connection.ops.quote_name('id')}, {connection.ops.quote_name(column)} "  # noqa: S608 - names from the model
+            f"FROM {connection.ops.quote_name(table)}"
+        )
+        rows = cursor.fetchall()
+    box = configured_secret_box()
+    bad_ids = []
+    for key_id, token in rows:
+        try:
+            decrypt_text(token, box=box)
+        except DecryptionError:
+            bad_ids.append(key_id)
+    if not bad_ids:
+        return []
+    described = (
+        ApiKey.objects.using(using)
+        .filter(pk__in=bad_ids)
+        .select_related("owner")
+        .defer("secret")
+        .order_by("owner__username", "provider", "name")
+    )
+    return [f"{k.pk} ({k.owner.get_username()}, {k.provider} key {k.name!r})" for k in described]
+
+
+def stored_secrets_readable(*, using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Whether the configured key decrypts every stored secret; True when none is stored."""
+    return not unreadable_secrets(using=using)
+
+
+def _problem(unreadable: list[str], using: str) -> str:
+    shown = "; ".join(unreadable[:20]) + ("; …" if len(unreadable) > 20 else "")
+    return (
+        f"CRYPTOGRAPHY_KEY cannot decrypt {len(unreadable)} API key(s) stored in database "
+        f"{using!r}: {shown}."
+    )
 
 
 @checks.register(checks.Tags.database)
@@ -55,10 +91,11 @@ def check_encryption_key(app_configs=None, databases=None, **kwargs) -> list[che
     for alias in databases or ():
         if not router.allow_migrate_model(alias, ApiKey):
             continue
-        if not stored_secrets_readable(using=alias):
+        unreadable = unreadable_secrets(using=alias)
+        if unreadable:
             errors.append(
                 checks.Error(
-                    f"CRYPTOGRAPHY_KEY cannot decrypt the API keys stored in database {alias!r}.",
+                    _problem(unreadable, alias),
                     hint=HINT,
                     obj=ApiKey,
                     id=CHECK_ID,
@@ -75,7 +112,7 @@ def verify_encryption_key(*, using: str = DEFAULT_DB_ALIAS) -> None:
     themselves, and refusing to start would turn a brief outage into a crash loop.
     """
     try:
-        readable = stored_secrets_readable(using=using)
+        unreadable = unreadable_secrets(using=using)
     except Exception as exc:  # any reason the database cannot be asked, see the docstring
         # (DatabaseError when it is down; RuntimeError under pytest-django, which blocks
         # database access while test modules that import asgi.py are collected).
@@ -95,7 +132,5 @@ def verify_encryption_key(*, using: str = DEFAULT_DB_ALIAS) -> None:
                 "pool"
             ):
                 connection.close_pool()
-    if not readable:
-        raise ImproperlyConfigured(
-            f"CRYPTOGRAPHY_KEY cannot decrypt the API keys stored in database {using!r}. {HINT}"
-        )
+    if unreadable:
+        raise ImproperlyConfigured(f"{_problem(unreadable, using)} {HINT}")

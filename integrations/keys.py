@@ -51,6 +51,61 @@ class ApiKeyMissing(ApplicationError):
         self.name = name
 
 
+class ApiKeyUnreadable(ApiKeyMissing):
+    """A stored key that cannot be used: it was encrypted under another ``CRYPTOGRAPHY_KEY``
+    (a rotation that missed it), or it holds characters an HTTP header cannot carry."""
+
+    code = "api_key_unreadable"
+
+
+def _unreadable(api_key: ApiKey, reason: str) -> ApiKeyUnreadable:
+    label = Provider(api_key.provider).label
+    return ApiKeyUnreadable(
+        f"Your stored {label} key {api_key.name!r} cannot be used: {reason}. Store it again "
+        f'with PATCH /api/keys/{api_key.pk}/ {{"secret": "…"}}.',
+        provider=api_key.provider,
+        name=api_key.name,
+    )
+
+
+@sensitive_variables()
+def _fetch_keys(queryset: QuerySet[ApiKey], limit: int) -> list[ApiKey]:
+    """Up to ``limit`` keys with their secrets (one query), or ``ApiKeyUnreadable`` naming a
+    key whose secret cannot be decrypted or sent."""
+    from integrations.encryption import DecryptionError
+
+    try:
+        found = list(queryset[:limit])
+    except DecryptionError:
+        # Which one: each row again, its secret alone (rare, and at most ``limit`` rows).
+        for api_key in queryset.defer("secret")[:limit]:
+            try:
+                ApiKey.objects.values_list("secret", flat=True).get(pk=api_key.pk)
+            except DecryptionError:
+                logger.error(
+                    "api key %s cannot be decrypted with CRYPTOGRAPHY_KEY (owner=%s provider=%s)",
+                    api_key.pk,
+                    api_key.owner_id,
+                    api_key.provider,
+                )
+                raise _unreadable(
+                    api_key, "it was stored under another server encryption key"
+                ) from None
+        raise
+    for api_key in found:
+        if not _latin1(api_key.secret):
+            raise _unreadable(api_key, "it holds characters an HTTP header cannot carry")
+    return found
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 # --- Hints and validation ---------------------------------------------------------------------
 
 
@@ -84,6 +139,15 @@ def api_key_validate_secret(secret: str) -> str:
     # It ends up in HTTP headers: a newline there would split the header.
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in secret):
         raise ValidationError({"secret": "The secret contains control characters."})
+    # HTTP header values are Latin-1 (requests encodes them so): anything else could never
+    # be sent.
+    if not _latin1(secret):
+        raise ValidationError(
+            {
+                "secret": "The secret contains characters outside Latin-1; an HTTP header cannot "
+                "carry them."
+            }
+        )
     return secret
 
 
@@ -256,17 +320,17 @@ def key_resolve(*, user, provider: str) -> str:
     """The plaintext of ``user``'s active key for ``provider``.
 
     For Groq, the operator's ``GROQ_API_KEY`` is the fallback when the user has no active key
-    (``user`` may be None for operator tasks). Raises ``ApiKeyMissing`` when there is none.
+    (``user`` may be None for operator tasks). Raises ``ApiKeyMissing`` when there is none,
+    and its subclass ``ApiKeyUnreadable`` when the stored one cannot be decrypted or sent.
     Marks the key used (``last_used_at``, to the minute).
     """
     provider = _provider_or_error(provider)
     user = _user_or_none(user)
     if user is not None:
-        api_key = ApiKey.objects.filter(owner=user, provider=provider, is_active=True).first()
-        if api_key is not None:
-            secret = api_key.secret
-            _touch(api_key)
-            return secret
+        found = _fetch_keys(ApiKey.objects.filter(owner=user, provider=provider, is_active=True), 1)
+        if found:
+            _touch(found[0])
+            return found[0].secret
     if provider == Provider.GROQ and settings.GROQ_API_KEY:
         return settings.GROQ_API_KEY
     raise ApiKeyMissing(_missing_message(provider), provider=provider)
@@ -294,7 +358,7 @@ def key_get_secret_by_name(*, user, name: str) -> str:
     """
     user = _user_or_none(user)
     matches = (
-        list(ApiKey.objects.filter(owner=user, name=name).order_by("provider")[:2])
+        _fetch_keys(ApiKey.objects.filter(owner=user, name=name).order_by("provider"), 2)
         if user is not None
         else []
     )
@@ -310,9 +374,8 @@ def key_get_secret_by_name(*, user, name: str) -> str:
             f"({', '.join(k.provider for k in matches)}): rename one so the name is unique.",
             code="api_key_ambiguous",
         )
-    secret = matches[0].secret
     _touch(matches[0])
-    return secret
+    return matches[0].secret
 
 
 def _provider_or_error(provider: str) -> str:

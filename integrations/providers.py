@@ -159,10 +159,22 @@ def providers_status(*, user=None, names: list[str] | None = None) -> list[Provi
     for name in names:
         _spec(name)
     groq_key = None
+    groq_key_error = None
     if "groq" in names and keys.key_is_set(user=user, provider="groq"):
         # Resolved in this thread: database access stays on the request's connection.
-        groq_key = keys.key_resolve(user=user, provider="groq")
-    probes = {"ollama": _probe_ollama, "groq": lambda: _probe_groq(groq_key)}
+        try:
+            groq_key = keys.key_resolve(user=user, provider="groq")
+        except keys.ApiKeyUnreadable as exc:
+            groq_key_error = exc.message
+
+    def probe_groq() -> ProviderStatus:
+        if groq_key_error is None:
+            return _probe_groq(groq_key)
+        # Whether Groq answers, and why your key cannot be used.
+        status = _probe_groq(None)
+        return ProviderStatus("groq", status.reachable, None, True, groq_key_error)
+
+    probes = {"ollama": _probe_ollama, "groq": probe_groq}
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
         futures = [pool.submit(probes[name]) for name in names]
         return [future.result() for future in futures]

@@ -1,10 +1,18 @@
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.plumbing import build_array_type, build_basic_type
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException
-from rest_framework.permissions import IsAuthenticated
+from rest_framework.permissions import SAFE_METHODS, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from canvas.core.throttles import KeysThrottle
 from canvas.core.viewsets import OwnerScopedViewSet
 from integrations import keys, providers
 from integrations.errors import IntegrationError
@@ -43,6 +51,11 @@ class ApiKeyViewSet(OwnerScopedViewSet):
         # forms): not the secret. Same effect as @sensitive_post_parameters("secret").
         request.sensitive_post_parameters = ["secret"]
         return super().initialize_request(request, *args, **kwargs)
+
+    def get_throttles(self):
+        if self.request.method in SAFE_METHODS:
+            return super().get_throttles()
+        return [KeysThrottle()]
 
     def get_serializer_class(self):
         # By method, not action: the browsable API renders its POST and PATCH forms from a
@@ -119,7 +132,25 @@ class ProviderModelsView(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(summary="Models of a provider", responses={200: dict})
+    @extend_schema(
+        summary="Models of a provider",
+        description="As the provider lists them: Ollama's `/api/tags` entries, or Groq's "
+        "`/models` entries fetched with your active key, each with `chat: true/false`.",
+        responses={
+            200: build_array_type(build_basic_type(OpenApiTypes.OBJECT)),
+            502: OpenApiResponse(
+                inline_serializer(
+                    "ProviderError",
+                    {
+                        "detail": serializers.CharField(),
+                        "code": serializers.CharField(),
+                        "provider": serializers.CharField(),
+                    },
+                ),
+                description="The provider is down or refused the request (a rejected key).",
+            ),
+        },
+    )
     def get(self, request, name: str):
         try:
             models = providers.provider_models(name=name, user=request.user)

@@ -44,6 +44,11 @@ def pytest_configure(config):
         os.environ["CHANNEL_LAYER_PREFIX"] = prefix
         for layer in settings.CHANNEL_LAYERS.values():
             layer.setdefault("CONFIG", {})["prefix"] = prefix
+    # The cache (throttle counters) likewise: this run's own keys, which _own_cache_keys
+    # deletes after each test (never a FLUSHDB of the shared Redis).
+    cache_prefix = f"test-{os.getpid()}"
+    os.environ["CACHE_KEY_PREFIX"] = cache_prefix
+    settings.CACHES["default"]["KEY_PREFIX"] = cache_prefix
 
 
 def pytest_collection_modifyitems(config, items):
@@ -55,6 +60,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_redis)
         if "postgres" in item.keywords and not on_pg:
             item.add_marker(skip_pg)
+
+
+@pytest.fixture(autouse=True)
+def _own_cache_keys():
+    """Every test starts with empty throttle counters: this run's cache keys are deleted after
+    each test (by prefix under Redis, shared with other runs; the whole local cache otherwise)."""
+    yield
+    from django.core.cache import cache
+
+    if settings.CACHES["default"]["BACKEND"].endswith("RedisCache"):
+        client = cache._cache.get_client(write=True)
+        keys = list(client.scan_iter(match=f"{settings.CACHES['default']['KEY_PREFIX']}:*"))
+        if keys:
+            client.delete(*keys)
+    else:
+        cache.clear()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from rest_framework.serializers import Serializer
 
 from canvas.core.exceptions import ApplicationError
 from canvas.core.pagination import ForwardCursorPagination
+from canvas.core.throttles import StartThrottle
 from canvas.core.viewsets import OwnerScopedViewSet
 from graphs.selectors import graph_get_for_user
 from workflows import selectors, services
@@ -64,6 +65,11 @@ class EventPagination(ForwardCursorPagination):
 )
 class GraphExecutionsView(generics.GenericAPIView):
     serializer_class = ExecutionSummarySerializer
+
+    def get_throttles(self):
+        if self.request.method == "POST":
+            return [StartThrottle()]
+        return super().get_throttles()
 
     def get_queryset(self):
         graph = graph_get_for_user(user=self.request.user, graph_id=self.kwargs["graph_id"])

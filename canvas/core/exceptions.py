@@ -3,12 +3,25 @@
 Services raise ``ApplicationError`` (a 400 with field errors) or ``NotFoundError`` (a 404);
 views never build error responses by hand. The socket consumer maps the same classes to
 ``error`` messages.
+
+Every error under ``/api/`` is ``{"detail", "code", …}``: DRF's exceptions pass through
+``exception_handler`` below; what Django answers before DRF is reached (an unknown URL, a
+disallowed ``Host``, a body over the limit, a server fault, in DEBUG too) goes through
+``canvas.core.middleware.ApiErrorMiddleware`` and ``error_body``.
 """
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
+from rest_framework import status as http_status
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -38,10 +51,77 @@ class NotFoundError(ApplicationError):
     code = "not_found"
 
 
-def exception_handler(exc, context):
+class RequestTooLarge(drf_exceptions.APIException):
+    status_code = http_status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "too_large"
+
+    def __init__(self):
+        super().__init__(too_large_detail())
+
+
+def too_large_detail() -> str:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0
+    return f"request body too large (limit {limit / (1024 * 1024):g} MB)"
+
+
+# The code of an error answer Django (not DRF) produced, by status.
+_CODES_BY_STATUS = {
+    400: ("Bad request.", "bad_request"),
+    401: ("Authentication credentials were not provided.", "not_authenticated"),
+    403: ("Forbidden.", "permission_denied"),
+    404: ("Not found.", "not_found"),
+    405: ("Method not allowed.", "method_not_allowed"),
+    413: ("Request body too large.", "too_large"),
+    429: ("Too many requests.", "throttled"),
+    500: ("Server error.", "server_error"),
+}
+
+
+def error_body(status: int, detail: str | None = None, code: str | None = None) -> dict:
+    """``{"detail", "code"}`` for an error status, with the usual words when none are given."""
+    default_detail, default_code = _CODES_BY_STATUS.get(
+        status, ("Server error." if status >= 500 else "Bad request.", "error")
+    )
+    return {"detail": detail or default_detail, "code": code or default_code}
+
+
+def _first_leaf(value):
+    """The first message (or code) of DRF's nested error structure."""
+    while isinstance(value, dict | list) and value:
+        value = next(iter(value.values())) if isinstance(value, dict) else value[0]
+    return value if isinstance(value, str) else None
+
+
+def _validation_body(exc: drf_exceptions.ValidationError) -> dict:
+    detail, codes = exc.detail, exc.get_codes()
+    if isinstance(detail, dict) and set(detail) != {"non_field_errors"}:
+        return {"detail": "Invalid input.", "code": "invalid", "errors": detail}
+    # A message about the input as a whole: it is the detail.
+    return {
+        "detail": str(_first_leaf(detail) or "Invalid input."),
+        "code": _first_leaf(codes) or "invalid",
+    }
+
+
+def _api_exception(exc):
+    """Django's and our exceptions as the DRF exception that answers them (or ``exc``)."""
     if isinstance(exc, NotFoundError):
-        exc = Http404(exc.message)
-    elif isinstance(exc, ApplicationError):
+        return Http404(exc.message)
+    if isinstance(exc, RequestDataTooBig):
+        return RequestTooLarge()
+    if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+        return drf_exceptions.ParseError(str(exc), code="too_many_fields")
+    if isinstance(exc, SuspiciousOperation):
+        return drf_exceptions.ParseError("Bad request.", code="bad_request")
+    if isinstance(exc, DjangoValidationError):
+        return drf_exceptions.ValidationError(as_serializer_error(exc))
+    if isinstance(exc, PermissionDenied):
+        return drf_exceptions.PermissionDenied()
+    return exc
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, ApplicationError) and not isinstance(exc, NotFoundError):
         response_data = {"detail": exc.message, "code": exc.code}
         if exc.errors:
             response_data["errors"] = exc.errors
@@ -51,8 +131,16 @@ def exception_handler(exc, context):
         if response is not None:
             response.data = response_data
         return response
-    elif isinstance(exc, DjangoValidationError):
-        exc = drf_exceptions.ValidationError(as_serializer_error(exc))
-    elif isinstance(exc, PermissionDenied):
-        exc = drf_exceptions.PermissionDenied()
-    return drf_exception_handler(exc, context)
+    exc = _api_exception(exc)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, drf_exceptions.ValidationError):
+        response.data = _validation_body(exc)
+    elif isinstance(response.data, dict) and "detail" in response.data:
+        if "code" not in response.data:
+            codes = exc.get_codes() if isinstance(exc, drf_exceptions.APIException) else None
+            response.data["code"] = _first_leaf(codes) or error_body(response.status_code)["code"]
+    else:
+        response.data = error_body(response.status_code, str(_first_leaf(response.data) or ""))
+    return response

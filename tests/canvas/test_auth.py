@@ -14,16 +14,21 @@ def test_token_endpoint_returns_a_token_for_valid_credentials(anon_client, user)
     assert len(response.json()["token"]) == 40
 
 
-def test_token_endpoint_rejects_bad_credentials_with_field_errors(anon_client, user):
+def test_token_endpoint_rejects_bad_credentials_like_every_other_error(anon_client, user):
     response = anon_client.post(
         "/api/auth/token/", {"username": "alice", "password": "wrong"}, format="json"
     )
     assert response.status_code == 400
-    assert "non_field_errors" in response.json()
+    assert response.json() == {
+        "detail": "Unable to log in with provided credentials.",
+        "code": "invalid_credentials",
+    }
 
     response = anon_client.post("/api/auth/token/", {}, format="json")
     assert response.status_code == 400
-    assert set(response.json()) == {"username", "password"}
+    body = response.json()
+    assert body["code"] == "invalid"
+    assert set(body["errors"]) == {"username", "password"}
 
 
 def test_api_requires_authentication(anon_client):

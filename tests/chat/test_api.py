@@ -247,7 +247,7 @@ def test_bad_content_is_400_and_stores_nothing(api_client, conversation, ollama,
     response = api_client.post(url(conversation, "messages/"), {"content": content}, format="json")
 
     assert response.status_code == status
-    assert "content" in response.json()
+    assert "content" in response.json()["errors"]
     assert not conversation.messages.exists()
     assert ollama.requests == []
 

@@ -9,6 +9,7 @@ from django.core.management import CommandError, call_command
 
 from graphs.models import Edge, Graph, Node
 from graphs.selectors import graph_nodes_and_edges
+from graphs.services import graph_create
 from graphs.validation import validate_document
 
 pytestmark = pytest.mark.django_db
@@ -139,3 +140,23 @@ def test_seeded_demo_graph_is_valid():
 
     graph = Graph.objects.get(owner__username="demo")
     assert validate_document(*graph_nodes_and_edges(graph=graph)) == {"valid": True, "errors": {}}
+
+
+def test_seed_demo_names_the_port_served_and_how_to_reset_the_password():
+    output = run("seed_demo", "--if-empty", "--host", "127.0.0.1", "--port", "8765")
+    assert "http://127.0.0.1:8765/api/graphs/" in output
+    assert "8000" not in output
+
+    again = run("seed_demo", "--if-empty", "--port", "8765")
+    assert "manage.py changepassword demo" in again
+    assert "http://127.0.0.1:8765/" in again
+
+
+def test_export_graph_accepts_a_name_as_run_workflow_does(user):
+    saved = graph_create(owner=user, name="Haiku maker", description="", nodes=[], edges=[])
+
+    exported = json.loads(run("export_graph", "Haiku maker"))
+
+    assert exported["id"] == str(saved.graph.id)
+    with pytest.raises(CommandError, match="No graph with id or name 'nope'"):
+        run("export_graph", "nope")

@@ -154,6 +154,7 @@ class EchoServer(FakeServer):
                 "method": request.method,
                 "path": request.path,
                 "authorization": request.headers.get("Authorization"),
+                "api_key": request.headers.get("X-Api-Key"),
                 "body": request.body.decode(),
             },
         )
@@ -230,6 +231,62 @@ def test_same_host_redirect_keeps_credentials_and_303_becomes_get(echo):
         "POST", f"http://a.test:{echo.port}/redirect?status=307&to=/kept", json={"x": 1}
     )
     assert (data["method"], data["body"]) == ("POST", '{"x": 1}')
+
+
+@pytest.fixture
+def other_echo():
+    with EchoServer() as server:
+        yield server
+
+
+@pytest.mark.parametrize("other_origin", ["host", "port"])
+def test_sensitive_headers_are_dropped_on_a_redirect_to_another_origin(
+    echo, other_echo, other_origin
+):
+    resolver = Resolver({"a.test": ["127.0.0.1"], "b.test": ["127.0.0.1"]})
+    adapter = guarded(resolver)
+    target = (
+        f"http://b.test:{echo.port}/final"
+        if other_origin == "host"
+        else f"http://a.test:{other_echo.port}/final"
+    )
+    headers = {"X-Api-Key": "k-123", "Authorization": "Bearer k-456", "X-Plain": "kept"}
+
+    data = adapter.request_json(
+        "GET",
+        f"http://a.test:{echo.port}/redirect?to={target}",
+        headers=headers,
+        sensitive_headers=["x-api-key"],
+    )
+
+    assert data["path"] == "/final"
+    assert (data["api_key"], data["authorization"]) == (None, None)
+    final = (other_echo if other_origin == "port" else echo).requests[-1]
+    assert final.headers.get("X-Plain") == "kept"
+
+
+def test_sensitive_headers_follow_a_same_origin_redirect(echo):
+    resolver = Resolver({"a.test": ["127.0.0.1"]})
+    data = guarded(resolver).request_json(
+        "GET",
+        f"http://a.test:{echo.port}/redirect?to=/final",
+        headers={"X-Api-Key": "k-123"},
+        sensitive_headers=["X-Api-Key"],
+    )
+    assert (data["path"], data["api_key"]) == ("/final", "k-123")
+
+
+def test_a_redirect_that_comes_back_does_not_get_the_secret_again(echo, other_echo):
+    resolver = Resolver({"a.test": ["127.0.0.1"]})
+    back = f"http://a.test:{echo.port}/final"
+    away = f"http://a.test:{other_echo.port}/redirect?to={back}"
+    data = guarded(resolver).request_json(
+        "GET",
+        f"http://a.test:{echo.port}/redirect?to={away}",
+        headers={"X-Api-Key": "k-123"},
+        sensitive_headers=["X-Api-Key"],
+    )
+    assert (data["path"], data["api_key"]) == ("/final", None)
 
 
 def test_redirect_loops_stop(echo):

@@ -83,6 +83,8 @@ def test_post_a_second_active_key_deactivates_the_first(api_client, user):
         ({"provider": "groq", "name": "k", "secret": "   \n"}, "secret"),
         ({"provider": "groq", "name": "k", "secret": "gsk_a\nX-Evil: 1" + "b" * 20}, "secret"),
         ({"provider": "groq", "name": "k", "secret": "s" * 4097}, "secret"),
+        # An HTTP header carries Latin-1 only: such a secret could never be sent.
+        ({"provider": "groq", "name": "k", "secret": "gsk_" + "ключ" * 8}, "secret"),
         ({"provider": "groq", "name": "k", "secret": {"nested": GROQ_SECRET}}, "secret"),
         ({"provider": "groq", "name": "", "secret": GROQ_SECRET}, "name"),
         ({"provider": "groq", "name": "   ", "secret": GROQ_SECRET}, "name"),
@@ -99,7 +101,7 @@ def test_bad_input_is_400_with_the_field_named_and_the_secret_not_echoed(
     response = api_client.post(URL, payload)
 
     assert response.status_code == 400, response.content
-    assert field in response.json()
+    assert field in response.json()["errors"]
     assert GROQ_SECRET not in response.content.decode()
     assert "X-Evil" not in response.content.decode()
     assert not ApiKey.objects.exists()
@@ -111,7 +113,7 @@ def test_a_duplicate_name_is_400_on_name(api_client, user):
     response = api_client.post(URL, {"provider": "groq", "name": "main", "secret": OTHER_SECRET})
 
     assert response.status_code == 400
-    assert "name" in response.json()
+    assert "name" in response.json()["errors"]
     assert ApiKey.objects.count() == 1
 
 
@@ -297,7 +299,7 @@ def test_patch_cannot_move_a_key_to_another_provider(api_client, user):
     response = api_client.patch(detail_url(api_key.pk), {"provider": "ollama"})
 
     assert response.status_code == 400
-    assert "provider" in response.json()
+    assert "provider" in response.json()["errors"]
     api_key.refresh_from_db()
     assert api_key.provider == "groq"
 
@@ -307,6 +309,7 @@ def test_patch_cannot_move_a_key_to_another_provider(api_client, user):
     [
         ({"secret": ""}, "secret"),
         ({"secret": "a\tb" + "c" * 30}, "secret"),
+        ({"secret": "gsk_\u2603" + "c" * 30}, "secret"),
         ({"name": "n" * 201}, "name"),
         ({"name": ""}, "name"),
         ({"is_active": "perhaps"}, "is_active"),
@@ -318,7 +321,7 @@ def test_patch_bad_input_is_400(api_client, user, payload, field):
     response = api_client.patch(detail_url(api_key.pk), payload)
 
     assert response.status_code == 400
-    assert field in response.json()
+    assert field in response.json()["errors"]
     assert keys.key_resolve(user=user, provider="groq") == GROQ_SECRET
 
 
@@ -329,7 +332,7 @@ def test_patch_onto_a_taken_name_is_400(api_client, user):
     response = api_client.patch(detail_url(api_key.pk), {"name": "taken"})
 
     assert response.status_code == 400
-    assert "name" in response.json()
+    assert "name" in response.json()["errors"]
 
 
 def test_delete_removes_the_key(api_client, user):
@@ -372,3 +375,67 @@ def test_the_openapi_schema_marks_the_secret_write_only(api_client):
     assert "secret" not in components["ApiKeyOutput"]["properties"]
     assert "secret" in components["ApiKeyCreateRequest"]["properties"]
     assert components["ApiKeyCreateRequest"]["properties"]["secret"]["writeOnly"] is True
+
+
+@pytest.fixture
+def unreadable_groq_key(user):
+    """A key a process still on the old CRYPTOGRAPHY_KEY wrote after a rotation."""
+    with override_settings(CRYPTOGRAPHY_KEY="the-old-key"):
+        return stored(user, name="stale")
+
+
+def test_a_key_that_cannot_be_decrypted_is_a_clear_error_for_its_owner(user, unreadable_groq_key):
+    with pytest.raises(keys.ApiKeyUnreadable) as info:
+        keys.key_resolve(user=user, provider="groq")
+
+    assert info.value.code == "api_key_unreadable"
+    assert "'stale'" in info.value.message
+    assert f"/api/keys/{unreadable_groq_key.pk}/" in info.value.message
+
+
+def test_an_undecryptable_key_answers_400_on_the_models_endpoint_not_500(
+    api_client, unreadable_groq_key
+):
+    response = api_client.get("/api/providers/groq/models/")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "api_key_unreadable"
+
+
+def test_the_provider_status_names_an_undecryptable_key(api_client, unreadable_groq_key, settings):
+    settings.GROQ_BASE_URL = "http://127.0.0.1:9"
+    settings.OLLAMA_BASE_URL = "http://127.0.0.1:9"
+
+    response = api_client.get("/api/providers/")
+
+    assert response.status_code == 200
+    groq = {p["name"]: p for p in response.json()}["groq"]
+    assert groq["key_set"] is True
+    assert "cannot be used" in groq["error"]
+
+
+def test_a_non_latin1_secret_stored_before_validation_is_a_400_not_a_500(api_client, user):
+    # Written straight to the table, as the API allowed before secrets had to be Latin-1.
+    ApiKey.objects.create(owner=user, provider="groq", name="old", secret="gsk_ключ" * 6)
+
+    response = api_client.get("/api/providers/groq/models/")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "api_key_unreadable"
+    assert "ключ" not in response.content.decode()
+
+
+def test_a_chat_reply_with_an_undecryptable_key_fails_with_the_cause(
+    api_client, user, unreadable_groq_key
+):
+    from chat.services import conversation_create
+
+    conversation = conversation_create(owner=user, provider="groq", model="llama-3.1-8b")
+    response = api_client.post(
+        f"/api/conversations/{conversation.pk}/messages/", {"content": "hi"}, format="json"
+    )
+
+    assert response.status_code == 201
+    reply = response.json()["assistant_message"]
+    assert reply["status"] == "failed"
+    assert reply["error"]["code"] == "api_key_unreadable"

@@ -236,20 +236,45 @@ def test_the_check_fails_when_the_configured_key_cannot_decrypt(user):
 
 
 @pytest.mark.django_db
-def test_the_check_reads_one_row(user, django_assert_max_num_queries):
+def test_the_check_reads_every_row_in_one_query(user, django_assert_max_num_queries):
     for index in range(3):
         keys.api_key_create(owner=user, provider="groq", name=f"k{index}", secret=GROQ_SECRET)
 
-    # Table introspection and one single-row select.
+    # Table introspection and one select of every row.
     with django_assert_max_num_queries(2):
         assert key_checks.stored_secrets_readable()
+
+
+@pytest.mark.django_db
+def test_the_check_names_every_row_it_cannot_decrypt_and_only_those(user, other_user):
+    # Given keys written by a process that still ran on the old key after a rotation…
+    keys.api_key_create(owner=user, provider="groq", name="good", secret=GROQ_SECRET)
+    with override_settings(CRYPTOGRAPHY_KEY="the-old-key"):
+        stale = keys.api_key_create(owner=user, provider="groq", name="stale", secret=GROQ_SECRET)
+        other = keys.api_key_create(
+            owner=other_user, provider="ollama", name="o", secret=GROQ_SECRET
+        )
+    keys.api_key_create(owner=other_user, provider="groq", name="fine", secret=GROQ_SECRET)
+
+    # …the check fails and names exactly those rows.
+    errors = key_checks.check_encryption_key(databases=["default"])
+    assert [e.id for e in errors] == ["integrations.E001"]
+    message = errors[0].msg
+    assert "cannot decrypt 2 API key(s)" in message
+    assert f"{stale.pk} (alice, groq key 'stale')" in message
+    assert f"{other.pk} (bob, ollama key 'o')" in message
+    assert "'good'" not in message
+    assert "'fine'" not in message
+    assert GROQ_SECRET not in message
+    with pytest.raises(ImproperlyConfigured, match=str(stale.pk)):
+        key_checks.verify_encryption_key()
 
 
 def test_verification_lets_the_process_start_when_the_database_cannot_be_asked(monkeypatch, caplog):
     def unreachable(**kwargs):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(key_checks, "stored_secrets_readable", unreachable)
+    monkeypatch.setattr(key_checks, "unreadable_secrets", unreachable)
 
     key_checks.verify_encryption_key()
 
@@ -342,7 +367,7 @@ def test_process_daphne_refuses_to_start_with_a_wrong_key(operator_env):
     )
 
     assert process.returncode != 0
-    assert "CRYPTOGRAPHY_KEY cannot decrypt the API keys" in process.stderr
+    assert "CRYPTOGRAPHY_KEY cannot decrypt 1 API key(s)" in process.stderr
     assert GROQ_SECRET not in process.stderr
 
 
@@ -354,7 +379,7 @@ def test_process_a_worker_refuses_to_start_with_a_wrong_key(operator_env):
     )
 
     assert result.returncode != 0
-    assert "CRYPTOGRAPHY_KEY cannot decrypt the API keys" in result.stderr
+    assert "CRYPTOGRAPHY_KEY cannot decrypt 1 API key(s)" in result.stderr
 
 
 def test_process_daphne_serves_with_the_right_key(operator_env):

@@ -100,11 +100,15 @@ def sleep_node():
 
 
 class Target(FakeServer):
-    """A loopback HTTP target: echoes requests as JSON; /slow trickles a body; /text is text."""
+    """A loopback HTTP target: echoes requests as JSON; /slow trickles a body; /text is text;
+    a scripted 3xx redirects to its ``Location`` header."""
 
     def handle(self, handler, request, behaviour):
         if behaviour.status >= 400:
             handler.send_json(behaviour.status, {"error": "scripted"})
+            return
+        if behaviour.status >= 300:
+            handler.send_bytes(behaviour.status, b"", "text/plain", headers=behaviour.headers)
             return
         if request.path.startswith("/slow"):
             handler.start_chunked(200, "text/plain")

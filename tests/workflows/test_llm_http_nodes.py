@@ -252,15 +252,42 @@ def test_http_get_with_placeholders_and_a_secret_header(user, target):
     assert echoed["method"] == "POST"
     assert echoed["path"] == "/search?q=cats"
     assert echoed["body"] == '{"query": "cats"}'
-    assert echoed["auth"] == "Bearer gsk_" + "s3cr" * 13  # reached the target…
+    # The secret reached the target, which echoed it back…
+    assert target.requests[0].headers["Authorization"] == "Bearer gsk_" + "s3cr" * 13
+    # …but the outputs hold it redacted, and the stored config, inputs and events never hold it.
+    assert echoed["auth"] == "Bearer [secret:svc]"
+    assert "[secret:svc]" in execution.outputs["body"]
     run = runs_by_key(graph, execution)["http"]
-    # …but the stored config, inputs and events never hold it.
     assert "s3cr" not in json.dumps(execution.snapshot)
     assert "s3cr" not in json.dumps(run.inputs)
-    secret_in_events = ExecutionEvent.objects.filter(
-        execution=execution, event__in=["node.started", "node.failed"]
-    )
-    assert all("s3cr" not in json.dumps(e.data) for e in secret_in_events)
+    assert "s3cr" not in json.dumps(run.outputs)
+    assert "s3cr" not in json.dumps(execution.outputs)
+    events = ExecutionEvent.objects.filter(execution=execution)
+    assert events.filter(event="node.completed").exists()
+    assert all("s3cr" not in json.dumps(e.data) for e in events)
+
+
+def test_http_secret_header_is_dropped_on_a_redirect_to_another_origin(user, target):
+    from integrations.keys import api_key_create
+
+    api_key_create(owner=user, provider="ollama", name="svc", secret="tok-" + "s3cr" * 8)
+    with Target() as elsewhere:
+        target.enqueue(Behaviour(status=302, headers={"Location": elsewhere.url + "/landed"}))
+        graph = http_graph(
+            user,
+            {
+                "url": target.url + "/start?q={q}",
+                "headers": {"X-Api-Key": "{secret:svc}", "X-Trace": "{q}"},
+            },
+        )
+        execution = run_graph(graph)
+
+        assert execution.status == "succeeded", execution.error
+        assert target.requests[0].headers["X-Api-Key"] == "tok-" + "s3cr" * 8
+        landed = elsewhere.requests[0]
+        assert landed.path == "/landed"
+        assert "X-Api-Key" not in landed.headers
+        assert landed.headers["X-Trace"] == "cats"
 
 
 def test_http_text_body_has_no_json(user, target):

@@ -143,17 +143,27 @@ def run_http(ctx):
     method = config.get("method", "GET")
     values = ctx.inputs
 
+    used_secrets: dict[str, str] = {}
+
     def secret(name: str) -> str:
         try:
-            return key_get_secret_by_name(user=ctx.owner, name=name)
+            used_secrets[name] = key_get_secret_by_name(user=ctx.owner, name=name)
         except ApplicationError as exc:
             raise NodeError(exc.message, code=exc.code) from None
+        return used_secrets[name]
 
     url = render_url(config.get("url", ""), values)
     headers = {
         name: placeholders.render(value, values, secrets=secret, allow_secrets=True)
         for name, value in (config.get("headers") or {}).items()
     }
+    # Headers that carry a stored secret: dropped on a redirect to another origin.
+    sensitive_headers = [
+        name
+        for name, value in (config.get("headers") or {}).items()
+        if placeholders.secret_names(value)
+    ]
+    redact = SecretRedactor(used_secrets)
     body = placeholders.render(config.get("body", ""), values) if config.get("body") else None
     if not any(name.lower() == "accept-encoding" for name in headers):
         # The body is read raw (cancellably); ask for it uncompressed.
@@ -186,6 +196,7 @@ def run_http(ctx):
             data=body.encode() if body is not None else None,
             headers=headers,
             stream=True,
+            sensitive_headers=sensitive_headers,
         )
         stream = ResponseStream(response, provider="http")
         ctx.on_cancel(stream.cancel)
@@ -204,7 +215,7 @@ def run_http(ctx):
     except IntegrationError as exc:
         if ctx.cancelled:
             raise NodeCancelled from None
-        raise NodeError(str(exc), code=exc.code) from None
+        raise NodeError(redact(str(exc)), code=exc.code) from None
     finally:
         adapter.close()
     raw = b"".join(chunks)
@@ -215,4 +226,32 @@ def run_http(ctx):
             data = json.loads(text)
         except ValueError:
             data = None
-    return {"status": response.status_code, "body": text, "json": data}
+    # A server that echoes a secret back (httpbin's /headers, a debug endpoint) must not put
+    # it into the node's outputs, which are stored and sent as events.
+    return {"status": response.status_code, "body": redact(text), "json": redact(data)}
+
+
+class SecretRedactor:
+    """Replaces every occurrence of the given secrets, in text or in JSON values and keys, with
+    ``[secret:NAME]``."""
+
+    def __init__(self, secrets: dict[str, str]):
+        # Longest first, so a secret that contains another is replaced whole.
+        self.secrets = sorted(
+            ((name, value) for name, value in secrets.items() if value),
+            key=lambda item: len(item[1]),
+            reverse=True,
+        )
+
+    def __call__(self, value):
+        if not self.secrets:
+            return value
+        if isinstance(value, str):
+            for name, secret in self.secrets:
+                value = value.replace(secret, f"[secret:{name}]")
+            return value
+        if isinstance(value, list):
+            return [self(item) for item in value]
+        if isinstance(value, dict):
+            return {self(key): self(item) for key, item in value.items()}
+        return value

@@ -93,12 +93,26 @@ class Command(BaseCommand):
             default=os.environ.get("DEMO_PASSWORD"),
             help="The demo user's password (default: $DEMO_PASSWORD, else a random one).",
         )
+        parser.add_argument(
+            "--host", default="127.0.0.1", help="The address the server listens on (for the URL)."
+        )
+        parser.add_argument(
+            "--port", type=int, default=8000, help="The port the server listens on (for the URL)."
+        )
 
-    def handle(self, *args, if_empty=False, password=None, **options):
+    def handle(self, *args, if_empty=False, password=None, host="127.0.0.1", port=8000, **options):
         User = get_user_model()
+        base_url = f"http://{host}:{port}"
         if User.objects.exists():
             if if_empty:
-                self.stdout.write("The database has users already; no demo seeded.")
+                lines = ["The database has users already; no demo seeded."]
+                if User.objects.filter(username=DEMO_USERNAME).exists():
+                    lines.append(
+                        f"  Forgot the demo password? Set a new one with "
+                        f"`.venv/bin/python manage.py changepassword {DEMO_USERNAME}`."
+                    )
+                lines.append(f"  Serving at {base_url}/")
+                self.stdout.write("\n".join(lines))
                 return
             raise CommandError(
                 "The database has users already; seed_demo only seeds an empty database "
@@ -123,9 +137,9 @@ class Command(BaseCommand):
             "\n".join(
                 [
                     f"Seeded the demo user and the graph {saved.graph.name!r} ({saved.graph.id}).",
-                    f"  Log in at /admin/ or /api-auth/login/ as {DEMO_USERNAME} / {password}",
-                    f"  API: curl -H 'Authorization: Token {token.key}' "
-                    "http://127.0.0.1:8000/api/graphs/",
+                    f"  Log in at {base_url}/admin/ or {base_url}/api-auth/login/ as "
+                    f"{DEMO_USERNAME} / {password}",
+                    f"  API: curl -H 'Authorization: Token {token.key}' {base_url}/api/graphs/",
                 ]
             )
         )

@@ -11,7 +11,6 @@ import json
 import sys
 import threading
 import time
-import uuid
 from datetime import datetime
 
 from django.core.management.base import BaseCommand, CommandError
@@ -20,6 +19,7 @@ from canvas.core import events
 from canvas.core.exceptions import ApplicationError
 from canvas.core.publisher import listen
 from graphs.models import Graph
+from graphs.selectors import graph_get_by_reference
 from workflows.engine import execution_run
 from workflows.models import Execution
 from workflows.serializers import ExecutionSerializer
@@ -57,22 +57,10 @@ class Command(BaseCommand):
         )
 
     def _graph(self, ref: str, owner: str | None) -> Graph:
-        queryset = Graph.objects.select_related("owner")
-        if owner:
-            queryset = queryset.filter(owner__username=owner)
         try:
-            return queryset.get(pk=uuid.UUID(ref))
-        except (ValueError, Graph.DoesNotExist):
-            pass
-        matches = list(queryset.filter(name=ref)[:5])
-        if not matches:
-            raise CommandError(f"No graph with id or name {ref!r}.")
-        if len(matches) > 1:
-            owners = ", ".join(sorted({g.owner.username for g in matches}))
-            raise CommandError(
-                f"Several graphs are named {ref!r} (owners: {owners}); pass its id or --owner."
-            )
-        return matches[0]
+            return graph_get_by_reference(reference=ref, owner_username=owner)
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from None
 
     def handle(self, *args, **options):
         graph = self._graph(options["graph"], options.get("owner"))
