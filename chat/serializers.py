@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
+from canvas.core.fields import StrictCharField
 from chat.models import MODEL_MAX_LENGTH, TITLE_MAX_LENGTH, ChatProvider, Conversation, Message
 
 
@@ -50,12 +51,12 @@ class ConversationSerializer(serializers.ModelSerializer):
 class ConversationInputSerializer(serializers.Serializer):
     """POST and PUT take every field (``provider`` and ``model`` required); PATCH any subset."""
 
-    title = serializers.CharField(
+    title = StrictCharField(
         max_length=TITLE_MAX_LENGTH, allow_blank=True, required=False, trim_whitespace=True
     )
     provider = serializers.ChoiceField(choices=ChatProvider.choices)
-    model = serializers.CharField(max_length=MODEL_MAX_LENGTH, trim_whitespace=True)
-    system_prompt = serializers.CharField(
+    model = StrictCharField(max_length=MODEL_MAX_LENGTH, trim_whitespace=True)
+    system_prompt = StrictCharField(
         allow_blank=True,
         required=False,
         trim_whitespace=False,

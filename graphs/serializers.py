@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
+from canvas.core.fields import StrictCharField
 from graphs.models import NAME_MAX_LENGTH, Graph
 
 DESCRIPTION_MAX_LENGTH = 10_000
@@ -83,8 +84,8 @@ class NodeSerializer(serializers.Serializer):
     """A node in the document shape (input and output)."""
 
     id = serializers.UUIDField(required=False, help_text="Chosen by the client, or generated.")
-    type = serializers.CharField(max_length=100)
-    label = serializers.CharField(
+    type = StrictCharField(max_length=100)
+    label = StrictCharField(
         max_length=NAME_MAX_LENGTH, allow_blank=True, required=False, default=""
     )
     position = PositionSerializer(required=False, default=lambda: {"x": 0.0, "y": 0.0})
@@ -102,9 +103,9 @@ class EdgeSerializer(serializers.Serializer):
 
     id = serializers.UUIDField(required=False, help_text="Chosen by the client, or generated.")
     source = serializers.UUIDField(help_text="The node whose output the edge starts at.")
-    source_port = serializers.CharField(max_length=PORT_MAX_LENGTH)
+    source_port = StrictCharField(max_length=PORT_MAX_LENGTH)
     target = serializers.UUIDField(help_text="The node whose input the edge ends at.")
-    target_port = serializers.CharField(max_length=PORT_MAX_LENGTH)
+    target_port = StrictCharField(max_length=PORT_MAX_LENGTH)
 
 
 class EdgeUpdateSerializer(EdgeSerializer):
@@ -123,8 +124,8 @@ class GraphSummarySerializer(serializers.ModelSerializer):
 class GraphInputSerializer(serializers.Serializer):
     """POST (nodes and edges optional) and PUT (a whole document: both required)."""
 
-    name = serializers.CharField(max_length=NAME_MAX_LENGTH)
-    description = serializers.CharField(
+    name = StrictCharField(max_length=NAME_MAX_LENGTH)
+    description = StrictCharField(
         max_length=DESCRIPTION_MAX_LENGTH, allow_blank=True, required=False, default=""
     )
     version = serializers.IntegerField(
@@ -147,8 +148,8 @@ class GraphInputSerializer(serializers.Serializer):
 class GraphPatchSerializer(serializers.Serializer):
     """PATCH: the graph's own fields only."""
 
-    name = serializers.CharField(max_length=NAME_MAX_LENGTH, required=False)
-    description = serializers.CharField(
+    name = StrictCharField(max_length=NAME_MAX_LENGTH, required=False)
+    description = StrictCharField(
         max_length=DESCRIPTION_MAX_LENGTH, allow_blank=True, required=False
     )
 

@@ -301,16 +301,23 @@ def graph_replace(
 
 @transaction.atomic
 def graph_update(*, user, graph_id: Any, **fields: Any) -> Graph:
-    """Change the graph's own fields (``name``, ``description``); nodes and edges stay."""
+    """Change the graph's own fields (``name``, ``description``); nodes and edges stay.
+
+    A change that changes nothing keeps the version and publishes nothing.
+    """
     graph = graph_get_for_user(user=user, graph_id=graph_id, lock=True)
     allowed = {"name", "description"}
     unknown = set(fields) - allowed
     if unknown:
         raise ApplicationError(f"Cannot change {', '.join(sorted(unknown))} here.")
-    for name, value in fields.items():
+    changed = {name: value for name, value in fields.items() if getattr(graph, name) != value}
+    if not changed:
+        # Nothing changes: no new version, no graph.updated (as a PUT of the same document).
+        return graph
+    for name, value in changed.items():
         setattr(graph, name, value)
     graph.full_clean()
-    _bump(graph, events=[_graph_updated(graph, replaced=False)], **fields)
+    _bump(graph, events=[_graph_updated(graph, replaced=False)], **changed)
     return graph
 
 

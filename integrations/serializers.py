@@ -2,6 +2,7 @@
 
 from rest_framework import serializers
 
+from canvas.core.fields import StrictCharField
 from integrations.keys import DEFAULT_KEY_NAME, SECRET_MAX_LENGTH
 from integrations.models import ApiKey, Provider
 
@@ -26,7 +27,7 @@ class ApiKeyOutputSerializer(serializers.ModelSerializer):
 
 class ApiKeyCreateSerializer(serializers.Serializer):
     provider = serializers.ChoiceField(choices=Provider.choices)
-    name = serializers.CharField(max_length=200, default=DEFAULT_KEY_NAME)
+    name = StrictCharField(max_length=200, default=DEFAULT_KEY_NAME)
     # Surrounding whitespace (a pasted newline) is trimmed by the service, not by DRF, so that
     # the field's own messages never echo the value.
     secret = serializers.CharField(
@@ -37,12 +38,15 @@ class ApiKeyCreateSerializer(serializers.Serializer):
         help_text=_WRITE_ONLY_HELP,
     )
     is_active = serializers.BooleanField(
-        default=True, help_text="Make this the key used for the provider (deactivates the other)."
+        default=True,
+        # The browsable API's form starts checked, as the API defaults.
+        initial=True,
+        help_text="Make this the key used for the provider (deactivates the other).",
     )
 
 
 class ApiKeyUpdateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200, required=False)
+    name = StrictCharField(max_length=200, required=False)
     secret = serializers.CharField(
         write_only=True,
         required=False,

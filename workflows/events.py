@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from canvas.core.events import NODE_TOKEN, execution_topic
 from canvas.core.publisher import Event, publish_events_on_commit, publish_on_commit
-from canvas.core.realtime import event_message
+from canvas.core.realtime import event_message, timestamp
 from workflows.models import ExecutionEvent
 from workflows.rowwriter import DATETIME, JSON, PLAIN, UUID, insert_rows
 
@@ -46,7 +46,7 @@ def event_as_message(row: ExecutionEvent) -> dict[str, Any]:
         topic=execution_topic(row.execution_id),
         event=row.event,
         data=row.data,
-        ts=row.ts.isoformat(),
+        ts=timestamp(row.ts),
         seq=row.seq,
     )
 
@@ -54,7 +54,7 @@ def event_as_message(row: ExecutionEvent) -> dict[str, Any]:
 def _publish_on_commit(execution_id: uuid.UUID, rows) -> None:
     publish_events_on_commit(
         execution_topic(execution_id),
-        [Event(row.event, row.data, row.seq, row.ts.isoformat()) for row in rows],
+        [Event(row.event, row.data, row.seq, timestamp(row.ts)) for row in rows],
     )
 
 

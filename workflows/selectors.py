@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import F, Prefetch, QuerySet
 
 from canvas.core.exceptions import NotFoundError
 from canvas.core.ids import parse_id
@@ -26,7 +26,13 @@ def execution_get_for_user(*, user, execution_id, with_node_runs: bool = False) 
     qs = Execution.objects.filter(owner=user, pk=execution_id)
     if with_node_runs:
         qs = qs.prefetch_related(
-            Prefetch("node_runs", queryset=NodeRun.objects.order_by("started_at", "created_at"))
+            # Run order: by start (nodes that never started last, on every database).
+            Prefetch(
+                "node_runs",
+                queryset=NodeRun.objects.order_by(
+                    F("started_at").asc(nulls_last=True), "created_at", "id"
+                ),
+            )
         )
     execution = qs.first()
     if execution is None:

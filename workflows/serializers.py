@@ -31,12 +31,14 @@ class NodeRunSerializer(serializers.ModelSerializer):
     status = serializers.CharField(
         help_text="pending, running, succeeded, failed, skipped, cancelled or cached"
     )
+    label = serializers.SerializerMethodField(help_text="The node's label when the run began.")
 
     class Meta:
         model = NodeRun
         fields = [
             "node",
             "type",
+            "label",
             "status",
             "inputs",
             "outputs",
@@ -46,6 +48,16 @@ class NodeRunSerializer(serializers.ModelSerializer):
             "finished_at",
             "usage",
         ]
+
+    def get_label(self, run) -> str:
+        # From the run's snapshot (the graph as it ran), read once per execution.
+        execution = run.execution
+        labels = getattr(execution, "_node_labels", None)
+        if labels is None:
+            nodes = (execution.snapshot or {}).get("nodes", [])
+            labels = {str(node.get("id")): node.get("label", "") for node in nodes}
+            execution._node_labels = labels
+        return labels.get(str(run.node_id), "")
 
 
 class ExecutionSummarySerializer(serializers.ModelSerializer):

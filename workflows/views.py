@@ -71,6 +71,12 @@ class GraphExecutionsView(generics.GenericAPIView):
             return [StartThrottle()]
         return super().get_throttles()
 
+    def get_serializer_class(self):
+        # By method: the browsable API renders its POST form (an `inputs` field) from it.
+        if self.request is not None and self.request.method == "POST":
+            return ExecutionCreateSerializer
+        return ExecutionSummarySerializer
+
     def get_queryset(self):
         graph = graph_get_for_user(user=self.request.user, graph_id=self.kwargs["graph_id"])
         return selectors.execution_list(user=self.request.user, graph_id=graph.id)

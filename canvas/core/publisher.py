@@ -32,7 +32,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from canvas.core.events import FRAME_EVENTS, group_name
-from canvas.core.realtime import event_message, events_message, frame_message
+from canvas.core.realtime import event_message, events_message, frame_message, timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def publish_events_on_commit(topic: str, events: Iterable[Event]) -> None:
             continue
         ts = event.ts
         if ts is None:
-            now = now or timezone.now().isoformat()
+            now = now or timestamp(timezone.now())
             ts = now
         messages.append(
             event_message(topic=topic, event=event.event, data=event.data, ts=ts, seq=event.seq)

@@ -19,6 +19,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rest_framework import serializers
+
 from canvas.core.events import group_name, topic_name
 from canvas.core.exceptions import ApplicationError
 from canvas.core.ids import parse_id
@@ -73,6 +75,15 @@ Handler = Callable[["CanvasConsumer", dict[str, Any]], Awaitable[None]]
 _handlers: dict[str, Handler] = {}
 
 BUILTIN_TYPES = frozenset({"ping", "subscribe", "unsubscribe"})
+
+
+def timestamp(moment) -> str:
+    """A time as REST writes it (DRF's ``DateTimeField``: ISO 8601, ``Z`` for UTC), so a
+    socket message's ``ts`` and the API's times read the same."""
+    return _TIMESTAMP.to_representation(moment)
+
+
+_TIMESTAMP = serializers.DateTimeField()
 
 
 def register_topic(topic_class: type[Topic]) -> type[Topic]:

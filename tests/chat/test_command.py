@@ -80,10 +80,21 @@ def test_chat_continues_a_conversation_and_regenerates(user, conversation, ollam
     ]
 
 
-def test_provider_errors_are_explained_and_stored(user, ollama):
-    _, err = run("hi", provider="ollama", model="mistral", user="alice")
+def test_provider_errors_are_explained_stored_and_exit_non_zero(user, ollama):
+    err = io.StringIO()
+    with pytest.raises(CommandError, match="1 reply failed"):
+        call_command(
+            "chat",
+            stdin=io.StringIO("hi\n"),
+            stdout=io.StringIO(),
+            stderr=err,
+            provider="ollama",
+            model="mistral",
+            user="alice",
+        )
 
-    assert "ollama pull mistral" in err
+    assert "ollama pull mistral" in err.getvalue()
+    assert "not found" in err.getvalue()  # the provider's own words
     conversation = Conversation.objects.get(owner=user)
     assert list(conversation.messages.values_list("role", "status")) == [
         ("user", "complete"),

@@ -26,3 +26,20 @@ def test_browsable_pages_render(browser, graph):
         response = browser.get(path, HTTP_ACCEPT="text/html")
         assert response.status_code == 200, (path, response.content[:300])
         assert response["Content-Type"].startswith("text/html")
+
+
+def test_the_run_form_asks_for_inputs(browser, graph):
+    response = browser.get(f"/api/graphs/{graph.graph.id}/executions/", HTTP_ACCEPT="text/html")
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "&quot;inputs&quot;" in page or 'name="inputs"' in page
+    assert 'name="graph_version"' not in page  # not the summary's read-only fields
+
+
+def test_the_key_form_starts_active(browser):
+    response = browser.get("/api/keys/", HTTP_ACCEPT="text/html")
+
+    page = response.content.decode()
+    checkbox = page[page.index('name="is_active"') - 200 : page.index('name="is_active"') + 200]
+    assert "checked" in checkbox

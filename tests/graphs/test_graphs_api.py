@@ -514,3 +514,33 @@ def test_validate_reports_structural_errors_of_a_stored_graph_too(api_client, gr
 
     assert body["valid"] is False
     assert body["errors"][llm_id] == [{"field": "type", "message": "Unknown node type 'llm'."}]
+
+
+def test_a_patch_that_changes_nothing_keeps_the_version_and_publishes_nothing(
+    api_client, graph, django_capture_on_commit_callbacks
+):
+    url = f"/api/graphs/{graph.graph.id}/"
+    before = api_client.get(url).json()
+
+    with django_capture_on_commit_callbacks(execute=False) as published:
+        response = api_client.patch(
+            url, {"name": before["name"], "description": before["description"]}, format="json"
+        )
+
+    assert response.status_code == 200
+    assert response.json()["version"] == before["version"]
+    assert published == []  # no graph.updated
+    with django_capture_on_commit_callbacks(execute=False) as published:
+        changed = api_client.patch(url, {"name": "Renamed"}, format="json").json()
+    assert changed["version"] == before["version"] + 1
+    assert len(published) == 1
+
+
+@pytest.mark.parametrize("value", [123, 1.5, True, ["a"], {"a": 1}])
+def test_a_name_that_is_not_text_is_a_400_not_coerced(api_client, graph, value):
+    response = api_client.post("/api/graphs/", {"name": value}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"]["graph"][0]["field"] == "name"
+
+    response = api_client.patch(f"/api/graphs/{graph.graph.id}/", {"name": value}, format="json")
+    assert response.status_code == 400

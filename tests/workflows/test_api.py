@@ -49,9 +49,11 @@ def test_start_answers_202_and_the_run_completes(api_client, graph):
     assert tpl["inputs"] == {"who": "ann"}
     assert tpl["outputs"] == {"text": "hi ann"}
     assert tpl["attempts"] == 1
+    assert tpl["label"] == "tpl"
     assert set(tpl) == {
         "node",
         "type",
+        "label",
         "status",
         "inputs",
         "outputs",
@@ -210,3 +212,28 @@ def test_hostile_inputs_answer_400(api_client, graph):
     )
     assert response.status_code == 400
     assert not Execution.objects.exists()
+
+
+def test_node_runs_read_in_run_order_with_their_labels(api_client, graph):
+    body = start(api_client, graph, {"who": "ann"}).json()
+    wait_for(Execution.objects.get(pk=body["id"]))
+
+    runs = api_client.get(f"/api/executions/{body['id']}/").json()["node_runs"]
+
+    assert [r["label"] for r in runs] == ["in", "tpl", "out"]
+    starts = [r["started_at"] for r in runs]
+    assert starts == sorted(starts)
+
+
+def test_timestamps_read_the_same_over_rest_and_the_socket(api_client, graph):
+    from workflows.events import event_as_message
+
+    body = start(api_client, graph, {"who": "ann"}).json()
+    execution = wait_for(Execution.objects.get(pk=body["id"]))
+
+    rest = api_client.get(f"/api/executions/{execution.id}/events/").json()["results"][0]
+    socket = event_as_message(ExecutionEvent.objects.get(execution=execution, seq=1))
+
+    assert rest["ts"].endswith("Z")
+    assert socket["ts"] == rest["ts"]
+    assert body["queued_at"].endswith("Z")

@@ -5,6 +5,8 @@ conversation exactly as the API does (``chat.services`` and ``chat.replies``), s
 ``/api/conversations/`` and the admin. ``--conversation ID`` continues an existing one.
 Commands at the prompt: ``/regenerate`` (replace the last reply), ``/quit`` (or end of input).
 Ctrl-C while a reply streams stops it (stored as ``cancelled``); at the prompt it exits.
+The command exits 1 when a reply failed (the cause, the provider's own words included, is on
+stderr), so a script sees the failure.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Command(BaseCommand):
                 f"{conversation.model}. /regenerate, /quit; Ctrl-C stops a reply."
             )
         )
+        failed = 0
         while True:
             if interactive:
                 self.stdout.write("you> ", ending="")
@@ -72,8 +75,12 @@ class Command(BaseCommand):
                     )
             except ApplicationError as exc:
                 self.stderr.write(exc.message)
+                failed += 1
                 continue
-            self._reply(turn)
+            if not self._reply(turn):
+                failed += 1
+        if failed:
+            raise CommandError(f"{failed} repl{'y' if failed == 1 else 'ies'} failed.")
 
     def _user(self, username: str | None):
         users = get_user_model().objects.filter(is_active=True)
@@ -110,7 +117,9 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from exc
 
-    def _reply(self, turn: services.Turn) -> None:
+    def _reply(self, turn: services.Turn) -> bool:
+        """Stream one reply; False when it failed."""
+
         def emit(frame):
             if frame["type"] == events.CHAT_TOKEN:
                 self.stdout.write(frame["text"], ending="")
@@ -126,8 +135,15 @@ class Command(BaseCommand):
                 replies.cancel_local(turn.assistant_message.pk)
         self.stdout.write("")
         if message is None:
-            return
+            return True
         if message.status == Message.Status.FAILED:
-            self.stderr.write(self.style.ERROR(message.error["message"]))
-        elif message.status == Message.Status.CANCELLED:
+            error = message.error or {}
+            cause = error.get("message", "")
+            detail = error.get("detail")
+            if detail and detail not in cause:
+                cause = f"{cause} ({error.get('provider', 'provider')}: {detail})"
+            self.stderr.write(self.style.ERROR(cause))
+            return False
+        if message.status == Message.Status.CANCELLED:
             self.stderr.write(self.style.WARNING("(stopped)"))
+        return True
