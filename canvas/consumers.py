@@ -23,6 +23,7 @@ from django.conf import settings
 from canvas.core import realtime
 from canvas.core.exceptions import ApplicationError
 from canvas.core.publisher import publisher
+from canvas.core.streams import Piece, TextStreams
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,9 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         # Accept first, then close with an application code: closing before accepting shows
         # the client a bare HTTP 403 with no reason.
+        # Relays of one socket (live messages, the replay, backfills from the heartbeat) take
+        # turns: each keeps its subscription's last_seq and streams consistent across awaits.
+        self.relay_lock = asyncio.Lock()
         await self.accept()
         publisher.bind_loop(asyncio.get_running_loop())
         await hold_pubsub_receiver(self.channel_layer)
@@ -135,7 +139,9 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
             # the next one arrives; the heartbeat checks the tail against the database.
             for topic, state in list(self.subscriptions.items()):
                 if state["sequenced"] and not state["final"]:
-                    await self._backfill(topic, state, up_to=None)
+                    async with self.relay_lock:
+                        if self.subscriptions.get(topic) is state:
+                            await self._backfill(topic, state, up_to=None)
 
     # --- receiving -----------------------------------------------------------------------
 
@@ -221,28 +227,31 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
         # Join the group first, then read snapshot + replay: an event published in between
         # is both in the replay and queued for us, and the seq check drops the duplicate.
         await self.channel_layer.group_add(group, self.channel_name)
-        try:
-            opened = await database_sync_to_async(topic.open)(
-                user=self.user, object_id=object_id, after=after
-            )
-        except Exception:
-            if name not in self.subscriptions:
-                await self.channel_layer.group_discard(group, self.channel_name)
-            raise
-        self.subscriptions[name] = {
-            "topic": topic,
-            "object_id": object_id,
-            "group": group,
-            "sequenced": topic.sequenced,
-            "last_seq": opened.last_seq,
-            "final": opened.final,
-        }
-        reply = {"type": "subscribed", "topic": name}
-        if opened.snapshot is not None:
-            reply["snapshot"] = opened.snapshot
-        await self.send_json(reply)
-        for event in opened.events:
-            await self._send_event(name, event)
+        async with self.relay_lock:
+            try:
+                opened = await database_sync_to_async(topic.open)(
+                    user=self.user, object_id=object_id, after=after
+                )
+            except Exception:
+                if name not in self.subscriptions:
+                    await self.channel_layer.group_discard(group, self.channel_name)
+                raise
+            state = {
+                "topic": topic,
+                "object_id": object_id,
+                "group": group,
+                "sequenced": topic.sequenced,
+                "last_seq": opened.last_seq,
+                "final": opened.final,
+                "streams": TextStreams() if topic.stream_event else None,
+            }
+            self.subscriptions[name] = state
+            reply = {"type": "subscribed", "topic": name}
+            if opened.snapshot is not None:
+                reply["snapshot"] = opened.snapshot
+            await self.send_json(reply)
+            for event in opened.events:
+                await self._send_stored(name, state, event)
 
     async def unsubscribe(self, content: dict[str, Any]):
         topic, object_id = realtime.parse_topic(content.get("topic"))
@@ -257,11 +266,19 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
 
     async def realtime_event(self, message: dict[str, Any]):
         name = message["topic"]
-        state = self.subscriptions.get(name)
-        if state is None:
+        if name not in self.subscriptions:
             return
+        async with self.relay_lock:
+            state = self.subscriptions.get(name)
+            if state is not None:
+                await self._relay(name, state, message)
+
+    async def _relay(self, name: str, state: dict[str, Any], message: dict[str, Any]):
+        # Precondition: holding self.relay_lock.
         seq = message.get("seq")
         if not state["sequenced"] or seq is None:  # graph changes, node.token
+            if message["event"] == state["topic"].stream_event and not self._admit(state, message):
+                return  # its stream ended on this socket already (or an older attempt's)
             await self._send_event(name, message)
             return
         if seq <= state["last_seq"]:
@@ -297,7 +314,39 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
         state["last_seq"] = message["seq"]
         if message["event"] in state["topic"].final_events:
             state["final"] = True
+        await self._send_stored(name, state, message)
+
+    async def _send_stored(self, name: str, state: dict[str, Any], message: dict[str, Any]):
+        """Send a stored event (live, replayed or backfilled), keeping its streams in order:
+        a stream's end goes out after the rest of its text, and closes it on this socket."""
+        streams: TextStreams | None = state["streams"]
+        mark = state["topic"].stream_mark(message) if streams is not None else None
+        if mark is not None:
+            if mark.key is None:
+                streams.end_all()
+            elif mark.started:
+                streams.started(mark.key, mark.attempt)
+            elif (rest := streams.end(mark.key, mark.final_text)) is not None:
+                topic = state["topic"]
+                data = {topic.stream_field: mark.key, "index": rest.index}
+                data.update(count=rest.count, text=rest.text)
+                await self._send_event(
+                    name, {"event": topic.stream_event, "data": data, "ts": message["ts"]}
+                )
         await self._send_event(name, message)
+
+    @staticmethod
+    def _admit(state: dict[str, Any], message: dict[str, Any]) -> bool:
+        if state["final"]:
+            return False
+        data, stream = message["data"], message.get("stream") or {}
+        piece = Piece(index=data["index"], count=data.get("count", 1), text=data["text"])
+        return state["streams"].admit(
+            str(data[state["topic"].stream_field]),
+            piece,
+            attempt=stream.get("attempt"),
+            offset=stream.get("offset"),
+        )
 
     async def _send_event(self, name: str, message: dict[str, Any]):
         frame = {"type": "event", "topic": name}

@@ -354,7 +354,7 @@ class ExecutionRunner:
             inputs=dict(self.schedule.inputs[nid]),
             execution_inputs=self.exec_inputs,
             attempt=attempt,
-            tokens=TokenStream(self.execution_id, nid) if tokens else None,
+            tokens=TokenStream(self.execution_id, nid, attempt=attempt) if tokens else None,
         )
 
     def _run_inline(self, nid: str) -> None:

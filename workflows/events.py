@@ -129,17 +129,22 @@ class EventLog:
 class TokenStream:
     """Publishes one node's ``node.token`` messages, coalesced.
 
-    Text pushed faster than every ``WORKFLOW_TOKEN_COALESCE_MS`` is joined into one message;
-    ``index`` counts messages from 0 and starts over after ``restart`` (a retried call, whose
-    ``node.retrying`` event told subscribers to drop the partial text). Thread-safe: the node
-    thread pushes, the coordinator may flush.
+    Each ``push`` is one token. Tokens pushed faster than every ``WORKFLOW_TOKEN_COALESCE_MS``
+    travel as one message ``{node, index, count, text}``: ``index`` is the first token's (from
+    0), ``count`` how many. Both start over after ``restart`` (a retried call, whose
+    ``node.retrying`` event told subscribers to drop the partial text). The message also
+    carries the attempt and the text's offset in it, for the consumer's order per socket
+    (``canvas.core.realtime.event_message``). Thread-safe: the node thread pushes, the
+    coordinator may flush.
     """
 
-    def __init__(self, execution_id: uuid.UUID, node_id: str):
+    def __init__(self, execution_id: uuid.UUID, node_id: str, *, attempt: int = 1):
         self.topic = execution_topic(execution_id)
         self.node_id = str(node_id)
+        self.attempt = attempt
         self.interval = settings.WORKFLOW_TOKEN_COALESCE_MS / 1000.0
         self.index = 0
+        self.offset = 0
         self._buffer: list[str] = []
         self._last = 0.0
         self._lock = threading.Lock()
@@ -167,18 +172,23 @@ class TokenStream:
     def holding(self) -> bool:
         return bool(self._buffer)
 
-    def restart(self) -> None:
+    def restart(self, *, attempt: int) -> None:
         with self._lock:
             self._buffer = []
-            self.index = 0
+            self.index = self.offset = 0
+            self.attempt = attempt
 
     def _send_locked(self) -> None:
         if not self._buffer:
             return
-        text, self._buffer = "".join(self._buffer), []
+        count, text, self._buffer = len(self._buffer), "".join(self._buffer), []
         # Published at once: a node thread holds no transaction.
         publish_on_commit(
-            self.topic, NODE_TOKEN, {"node": self.node_id, "index": self.index, "text": text}
+            self.topic,
+            NODE_TOKEN,
+            {"node": self.node_id, "index": self.index, "count": count, "text": text},
+            stream={"attempt": self.attempt, "offset": self.offset},
         )
-        self.index += 1
+        self.index += count
+        self.offset += len(text)
         self._last = time.monotonic()

@@ -10,8 +10,10 @@ from django.db.models import Max
 
 from canvas.core import events, realtime
 from canvas.core.exceptions import ApplicationError
+from graphs.registry import UnknownNodeType
 from workflows.events import event_as_message
 from workflows.models import TERMINAL_STATUSES, ExecutionEvent
+from workflows.nodes.base import node_class
 from workflows.selectors import (
     EVENTS_PAGE_SIZE,
     execution_get_for_user,
@@ -20,6 +22,18 @@ from workflows.selectors import (
 from workflows.services import execution_cancel_for_user
 
 FINAL_EVENTS = events.EXECUTION_FINAL_EVENTS
+# A node's token stream (re)starts at index 0 with these, and ends with the others.
+STREAM_START_EVENTS = frozenset({events.NODE_STARTED, events.NODE_RETRYING})
+NODE_END_EVENTS = frozenset(
+    {events.NODE_COMPLETED, events.NODE_FAILED, events.NODE_SKIPPED, events.NODE_CACHED}
+)
+
+
+def _streams_text(node_type: Any) -> bool:
+    try:
+        return node_class(node_type).streams_text
+    except (UnknownNodeType, TypeError):
+        return False
 
 
 @realtime.register_topic
@@ -27,6 +41,24 @@ class ExecutionTopic(realtime.Topic):
     kind = events.EXECUTION
     sequenced = True
     final_events = FINAL_EVENTS
+    stream_event = events.NODE_TOKEN
+    stream_field = "node"
+
+    def stream_mark(self, message: dict[str, Any]) -> realtime.StreamMark | None:
+        event, data = message["event"], message["data"]
+        if event in STREAM_START_EVENTS:
+            return realtime.StreamMark(str(data["node"]), started=True, attempt=data.get("attempt"))
+        if event in NODE_END_EVENTS:
+            # A completed LLM node's tokens add up to its text output.
+            text = None
+            if event == events.NODE_COMPLETED and _streams_text(data.get("type")):
+                text = (data.get("outputs") or {}).get("text")
+            return realtime.StreamMark(
+                str(data["node"]), final_text=text if isinstance(text, str) else None
+            )
+        if event in FINAL_EVENTS:
+            return realtime.StreamMark(None)
+        return None
 
     def open(self, *, user, object_id: uuid.UUID, after: int | None) -> realtime.Opened:
         execution = execution_get_for_user(user=user, execution_id=object_id)

@@ -147,6 +147,8 @@ class Event(NamedTuple):
     data: dict[str, Any]
     seq: int | None = None
     ts: str | None = None
+    # A piece of a text stream: its attempt and offset (``canvas.core.realtime.event_message``).
+    stream: dict[str, Any] | None = None
 
 
 # The events of one call travel as one channel-layer message (one Redis PUBLISH, one wake-up
@@ -159,12 +161,18 @@ _listeners_lock = threading.Lock()
 
 
 def publish_on_commit(
-    topic: str, event: str, data: dict[str, Any], *, seq: int | None = None, ts: str | None = None
+    topic: str,
+    event: str,
+    data: dict[str, Any],
+    *,
+    seq: int | None = None,
+    ts: str | None = None,
+    stream: dict[str, Any] | None = None,
 ) -> None:
     """Publish ``event`` of ``topic`` when the current transaction commits (at once outside a
     transaction; never if it rolls back). Chat events (``FRAME_EVENTS``) leave as top-level
     frames ``{"type": event, **data}``, the others in the event envelope."""
-    publish_events_on_commit(topic, [Event(event, data, seq, ts)])
+    publish_events_on_commit(topic, [Event(event, data, seq, ts, stream)])
 
 
 def publish_events_on_commit(topic: str, events: Iterable[Event]) -> None:
@@ -180,7 +188,14 @@ def publish_events_on_commit(topic: str, events: Iterable[Event]) -> None:
             now = now or timestamp(timezone.now())
             ts = now
         messages.append(
-            event_message(topic=topic, event=event.event, data=event.data, ts=ts, seq=event.seq)
+            event_message(
+                topic=topic,
+                event=event.event,
+                data=event.data,
+                ts=ts,
+                seq=event.seq,
+                stream=event.stream,
+            )
         )
     if not messages:
         return

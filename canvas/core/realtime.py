@@ -9,7 +9,14 @@ when the apps are ready) registers
   ``ping``, ``subscribe`` and ``unsubscribe``.
 
 Publishers (``canvas.core.publisher.publish_on_commit``) send group messages of the shapes below
-(``event_message``, ``events_message``, ``frame_message``) to ``Topic.group_name(object_id)``.
+(``event_message``, ``events_message``, ``frame_message``) to
+``Topic.group_name(object_id)``.
+
+A sequenced topic may carry text streams (an execution's ``node.token``): unsequenced pieces
+of text that stored events start and end. The topic names its token event and says, per stored
+event, what it does to the streams (``Topic.stream_mark``); the consumer then keeps every
+piece of a stream before the stream's end on each socket, whichever path the end took
+(``canvas/core/streams.py``).
 """
 
 from __future__ import annotations
@@ -41,6 +48,19 @@ class Opened:
     final: bool = False
 
 
+@dataclasses.dataclass(frozen=True)
+class StreamMark:
+    """What a stored event does to its topic's text streams (see ``Topic.stream_mark``)."""
+
+    # The stream (a node id); None: every stream of the object (the run ended).
+    key: str | None
+    # True: the stream (re)starts from its first character; False: it ends.
+    started: bool = False
+    attempt: int | None = None
+    # For an end: the stream's whole final text, when the event carries it.
+    final_text: str | None = None
+
+
 class Topic:
     """A kind of topic. Subclass, set ``kind``, implement ``open`` (and ``events_after``)."""
 
@@ -50,6 +70,15 @@ class Topic:
     sequenced: ClassVar[bool] = False
     # Events after which nothing more comes for the object.
     final_events: ClassVar[frozenset[str]] = frozenset()
+    # The unsequenced event whose ``data`` is a piece of a text stream,
+    # ``{<stream_field>: key, "index", "count", "text"}``, published with ``stream`` (see
+    # ``event_message``); None when the topic streams no text.
+    stream_event: ClassVar[str | None] = None
+    stream_field: ClassVar[str] = "stream"
+
+    def stream_mark(self, message: dict[str, Any]) -> StreamMark | None:
+        """What the stored event ``message`` does to the text streams, if anything."""
+        return None
 
     @classmethod
     def group_name(cls, object_id: uuid.UUID | str) -> str:
@@ -131,12 +160,25 @@ def parse_topic(value: Any) -> tuple[Topic, uuid.UUID]:
 
 
 def event_message(
-    *, topic: str, event: str, data: dict[str, Any], ts: str, seq: int | None = None
+    *,
+    topic: str,
+    event: str,
+    data: dict[str, Any],
+    ts: str,
+    seq: int | None = None,
+    stream: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A group message the consumer relays as ``{"type": "event", ...}``."""
+    """A group message the consumer relays as ``{"type": "event", ...}``.
+
+    ``stream``, for a piece of a text stream (``Topic.stream_event``): ``{"attempt", "offset"}``,
+    the stream's attempt and the characters of it before ``data["text"]``. The consumer reads
+    it to keep the order per socket (``canvas/core/streams.py``) and never sends it.
+    """
     message = {"type": "realtime.event", "topic": topic, "event": event, "data": data, "ts": ts}
     if seq is not None:
         message["seq"] = seq
+    if stream is not None:
+        message["stream"] = stream
     return message
 
 

@@ -14,6 +14,7 @@ from websockets.sync.client import connect
 
 from tests.fakes.base import Behaviour
 from tests.live import BASE_DIR, daphne, server_env_for_test_db
+from tests.realtime.test_order_live import order_problems, run_and_watch
 from tests.realtime.test_protocol_live import (
     events_until_final,
     llm_graph,
@@ -30,7 +31,10 @@ pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 @pytest.fixture(scope="module")
 def worker_and_server(django_db_setup, module_ollama):
     env = server_env_for_test_db(
-        OLLAMA_BASE_URL=module_ollama.url, WORKFLOW_EXECUTOR="channels", LOG_LEVEL="WARNING"
+        OLLAMA_BASE_URL=module_ollama.url,
+        WORKFLOW_EXECUTOR="channels",
+        LOG_LEVEL="WARNING",
+        REALTIME_HEARTBEAT_SECONDS="1",
     )
     worker = subprocess.Popen(  # noqa: S603 - our own manage.py
         [sys.executable, "manage.py", "runworker", "workflows.execute"],
@@ -67,3 +71,11 @@ def test_events_from_a_worker_process_reach_a_socket_on_daphne(
     execution = Execution.objects.get(pk=execution_id)
     # The run was executed by the worker process, not by Daphne.
     assert execution.worker.split(":")[1] == str(worker.pid)
+
+
+def test_no_token_after_its_nodes_end_across_processes(worker_and_server, module_ollama, user):
+    served, _ = worker_and_server
+    watches = run_and_watch(served, user, module_ollama, runs=5)
+
+    problems = [problem for watch in watches for problem in order_problems(watch)]
+    assert not problems, f"{len(problems)} breaches, first ones: {problems[:10]}"

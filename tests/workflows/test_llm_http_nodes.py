@@ -8,7 +8,7 @@ import pytest
 
 from canvas.core.events import execution_topic
 from canvas.core.publisher import listen
-from tests.fakes.base import Behaviour
+from tests.fakes.base import Behaviour, tokens_of
 from tests.fakes.groq import TEST_KEY
 from tests.workflows.conftest import (
     Target,
@@ -61,7 +61,10 @@ def test_llm_streams_tokens_and_records_usage(user, ollama):
     assert run.outputs["usage"] == run.usage
     tokens = [m for m in messages if m["event"] == "node.token"]
     assert "".join(t["data"]["text"] for t in tokens) == REPLY
-    assert [t["data"]["index"] for t in tokens] == list(range(len(tokens)))
+    # index is the first token's, count how many the message carries: no gap, no overlap.
+    ends = [t["data"]["index"] + t["data"]["count"] for t in tokens]
+    assert [t["data"]["index"] for t in tokens] == [0, *ends[:-1]]
+    assert ends[-1] == len(tokens_of(REPLY))
     assert all("seq" not in t for t in tokens)
     # Tokens come after node.started and before node.completed of their node.
     names = [m["event"] for m in messages if m["data"].get("node") == graph.node_ids["llm0"]]

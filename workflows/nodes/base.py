@@ -15,6 +15,8 @@ behaviour:
 - ``cacheable``: the outputs are a function of the type, the config and the inputs; the engine
   then answers a repeat from the output cache. ``is_cacheable(config)`` refines it per config
   (an LLM only at temperature 0 with a seed); ``"cache": false`` in a config always opts out.
+- ``streams_text``: the node streams its ``text`` output as ``node.token`` while it runs
+  (``ctx.emit_token``), so the tokens joined are that output (docs/realtime.md, order per socket).
 - ``safe_to_repeat``: a call that was in flight when its worker died may be made again by the
   worker that resumes the run; ``is_safe_to_repeat(config)`` refines it (an HTTP POST is not).
 
@@ -67,7 +69,7 @@ class TokenSink(Protocol):
 
     def push(self, text: str) -> None: ...
     def flush(self) -> None: ...
-    def restart(self) -> None: ...
+    def restart(self, *, attempt: int) -> None: ...
 
 
 @dataclass
@@ -134,7 +136,7 @@ class NodeContext:
         self.attempt += 1
         if self.tokens is not None:
             self.tokens.flush()
-            self.tokens.restart()
+            self.tokens.restart(attempt=self.attempt)
         if self.on_retry is not None:
             self.on_retry(self, error)
 
@@ -148,6 +150,9 @@ class Node(NodeType):
     cacheable: ClassVar[bool] = False
     # May run again after the worker running it died mid-call.
     safe_to_repeat: ClassVar[bool] = True
+    # Streams its ``text`` output as ``node.token`` while it runs (the tokens joined are that
+    # output): the socket sends a subscriber the text it missed before the node's end.
+    streams_text: ClassVar[bool] = False
 
     @classmethod
     def is_cacheable(cls, config: dict[str, Any]) -> bool:

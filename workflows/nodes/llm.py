@@ -17,6 +17,7 @@ class LLMNode(Node):
     type = "llm"
     label = "LLM"
     description = "Sends the prompt (and optional system prompt) to a model; streams the reply."
+    streams_text = True
     inputs = (
         Port("prompt", PortType.TEXT, description="The user message."),
         Port("system", PortType.TEXT, required=False, description="The system prompt."),
