@@ -24,6 +24,7 @@ from canvas.core import realtime
 from canvas.core.exceptions import ApplicationError
 from canvas.core.publisher import publisher
 from canvas.core.streams import Piece, TextStreams
+from canvas.core.tails import tail_watcher
 
 logger = logging.getLogger(__name__)
 
@@ -129,19 +130,35 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
         if self.heartbeat_task:
             self.heartbeat_task.cancel()
         for state in getattr(self, "subscriptions", {}).values():
+            self._unwatch(state)
             await self.channel_layer.group_discard(state["group"], self.channel_name)
 
     async def _heartbeat(self):
         while True:
             await asyncio.sleep(settings.REALTIME_HEARTBEAT_SECONDS)
             await self.send_json({"type": "heartbeat"})
-            # A live event lost on the way (a full channel drops messages) shows no gap until
-            # the next one arrives; the heartbeat checks the tail against the database.
-            for topic, state in list(self.subscriptions.items()):
-                if state["sequenced"] and not state["final"]:
-                    async with self.relay_lock:
-                        if self.subscriptions.get(topic) is state:
-                            await self._backfill(topic, state, up_to=None)
+
+    # --- the tail check (canvas/core/tails.py) ---------------------------------------------
+
+    def last_seq_of(self, name: str) -> int | None:
+        state = self.subscriptions.get(name)
+        return None if state is None or state["final"] else state["last_seq"]
+
+    async def catch_up(self, name: str) -> None:
+        """A stored event that no live message brought (its publisher died, the layer lost
+        it, and nothing after it shows the gap): send it from the database."""
+        async with self.relay_lock:
+            state = self.subscriptions.get(name)
+            if state is not None and not state["final"]:
+                await self._backfill(name, state, up_to=None)
+
+    def _watch(self, state: dict[str, Any]) -> None:
+        if state["sequenced"] and not state["final"]:
+            tail_watcher().watch(state["topic"], state["object_id"], self)
+
+    def _unwatch(self, state: dict[str, Any]) -> None:
+        if state["sequenced"]:
+            tail_watcher().unwatch(state["topic"], state["object_id"], self)
 
     # --- receiving -----------------------------------------------------------------------
 
@@ -245,6 +262,8 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
                 "final": opened.final,
                 "streams": TextStreams() if topic.stream_event else None,
             }
+            if (previous := self.subscriptions.get(name)) is not None:
+                self._unwatch(previous)
             self.subscriptions[name] = state
             reply = {"type": "subscribed", "topic": name}
             if opened.snapshot is not None:
@@ -252,6 +271,7 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(reply)
             for event in opened.events:
                 await self._send_stored(name, state, event)
+            self._watch(state)
 
     async def unsubscribe(self, content: dict[str, Any]):
         topic, object_id = realtime.parse_topic(content.get("topic"))
@@ -259,6 +279,7 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
         state = self.subscriptions.pop(name, None)
         if state is None:
             raise ApplicationError(f"Not subscribed to {name}.", code="not_subscribed")
+        self._unwatch(state)
         await self.channel_layer.group_discard(state["group"], self.channel_name)
         await self.send_json({"type": "unsubscribed", "topic": name})
 
@@ -314,6 +335,7 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
         state["last_seq"] = message["seq"]
         if message["event"] in state["topic"].final_events:
             state["final"] = True
+            self._unwatch(state)
         await self._send_stored(name, state, message)
 
     async def _send_stored(self, name: str, state: dict[str, Any], message: dict[str, Any]):

@@ -170,6 +170,9 @@ REALTIME_RATE_LIMIT_BURST = env.int("REALTIME_RATE_LIMIT_BURST", default=40)
 # Refused messages (rate, size) a socket may send before it is closed with 4429.
 REALTIME_ABUSE_LIMIT = env.int("REALTIME_ABUSE_LIMIT", default=20)
 REALTIME_HEARTBEAT_SECONDS = env.float("REALTIME_HEARTBEAT_SECONDS", default=20.0)
+# How often each serving process reads the stored tails of the unfinished runs its sockets
+# follow (one query for all): an event whose publisher died reaches them within ~2 intervals.
+REALTIME_TAIL_CHECK_SECONDS = env.float("REALTIME_TAIL_CHECK_SECONDS", default=0.5)
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 

@@ -92,6 +92,19 @@ class ExecutionTopic(realtime.Topic):
         last = ExecutionEvent.objects.filter(execution_id=execution_id).aggregate(m=Max("seq"))
         return last["m"] or 0
 
+    def last_seqs(self, object_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+        tails: dict[uuid.UUID, int] = {}
+        # SQLite binds at most 999 parameters a statement.
+        for start in range(0, len(object_ids), 900):
+            rows = (
+                ExecutionEvent.objects.filter(execution_id__in=object_ids[start : start + 900])
+                .values_list("execution_id")
+                .annotate(last=Max("seq"))
+                .order_by()
+            )
+            tails.update(rows)
+        return tails
+
     def events_after(
         self, *, object_id: uuid.UUID, after: int, limit: int = EVENTS_PAGE_SIZE
     ) -> list[dict[str, Any]]:

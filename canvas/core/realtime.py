@@ -98,6 +98,11 @@ class Topic:
         """Persisted events with ``seq > after``, oldest first, as ``event_message`` dicts."""
         raise NotImplementedError
 
+    def last_seqs(self, object_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """The highest persisted ``seq`` of each object that has events, in one query where
+        the database allows (the tail check of ``canvas/core/tails.py``)."""
+        raise NotImplementedError
+
 
 _topics: dict[str, Topic] = {}
 Handler = Callable[["CanvasConsumer", dict[str, Any]], Awaitable[None]]
