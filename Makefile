@@ -50,7 +50,7 @@ migrate: venv
 run: .env migrate
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py seed_demo --if-empty --host $(HOST) --port $(PORT)
-	$(BIN)/daphne -b $(HOST) -p $(PORT) canvas.asgi:application
+	$(BIN)/python -m canvas.daphne_server -b $(HOST) -p $(PORT) canvas.asgi:application
 
 test: venv-dev
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -8,7 +8,6 @@ built-ins (``ping``, ``subscribe``, ``unsubscribe``) or to a handler an app regi
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import weakref
@@ -22,6 +21,7 @@ from django.conf import settings
 
 from canvas.core import realtime
 from canvas.core.exceptions import ApplicationError
+from canvas.core.parsers import json_loads_bounded, utf8_size_over
 from canvas.core.publisher import publisher
 from canvas.core.streams import Piece, TextStreams
 from canvas.core.tails import tail_watcher
@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN_ORIGIN = 4403
 CLOSE_ABUSE = 4429
+# No client message needs more; deeper is invalid_json (docs/realtime.md).
+MAX_JSON_DEPTH = 32
 
 
 @database_sync_to_async
@@ -171,16 +173,19 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
             await self._strike("rate_limited", "Too many messages; slow down.")
             return
         raw = text_data if text_data is not None else bytes_data
-        if raw is None or len(raw) > settings.REALTIME_MAX_MESSAGE_BYTES:
+        if raw is None or utf8_size_over(raw, settings.REALTIME_MAX_MESSAGE_BYTES):
             await self._strike(
                 "message_too_large",
                 f"Messages are limited to {settings.REALTIME_MAX_MESSAGE_BYTES} bytes.",
             )
             return
         try:
-            content = json.loads(raw)
+            content = json_loads_bounded(raw, max_depth=MAX_JSON_DEPTH)
         except ValueError:
-            await self.send_error("invalid_json", "Messages must be JSON objects.")
+            await self.send_error(
+                "invalid_json",
+                f"Messages must be JSON objects nested at most {MAX_JSON_DEPTH} levels deep.",
+            )
             return
         if not isinstance(content, dict):
             await self.send_error("invalid_message", "Messages must be JSON objects.")

@@ -32,17 +32,22 @@ def wait_for_port(port: int, *, process: subprocess.Popen, timeout: float = 30.0
 
 
 @contextlib.contextmanager
-def daphne_process(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen]]:
-    """Serve canvas.asgi with Daphne under ``env`` (merged over os.environ).
+def daphne_process(
+    env: dict[str, str], *, log: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Serve canvas.asgi with Daphne under ``env`` (merged over os.environ), as ``make run``
+    does (``canvas.daphne_server``).
 
-    Yields the base URL and the process; stops the server on exit.
+    Yields the base URL and the process; stops the server on exit. ``log``: a file that gets
+    the server's stderr (its log), for tests that read it.
     """
+    log_file = log.open("wb") if log is not None else None
     port = free_port()
     process = subprocess.Popen(  # noqa: S603 - our own interpreter
         [
             sys.executable,
             "-m",
-            "daphne",
+            "canvas.daphne_server",
             "-b",
             "127.0.0.1",
             "-p",
@@ -52,7 +57,7 @@ def daphne_process(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen]
         cwd=BASE_DIR,
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log_file or subprocess.PIPE,
     )
     try:
         wait_for_port(port, process=process)
@@ -66,6 +71,8 @@ def daphne_process(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen]
             process.wait()
         if process.stderr:
             process.stderr.close()
+        if log_file is not None:
+            log_file.close()
 
 
 @contextlib.contextmanager
