@@ -114,7 +114,9 @@ async def _stream(consumer, turn: services.Turn, request_id: Any) -> None:
             logger.debug("chat frame not sent to a closed socket", exc_info=True)
 
     future = loop.run_in_executor(replies.executor(), run)
-    while (frame := await frames.get()) is not _DONE:
+    held = None
+    while (frame := held if held is not None else await frames.get()) is not _DONE:
+        frame, held = _with_queued_tokens(frame, frames)
         frame_publish(topic, frame)
         await to_sender(frame)
     try:
@@ -126,6 +128,35 @@ async def _stream(consumer, turn: services.Turn, request_id: Any) -> None:
         # Another outcome won: a cancel gave the reply up (its chat.done went to the group,
         # which an unsubscribed sender does not hear) or the conversation was deleted.
         await to_sender(await database_sync_to_async(_final_frame)(turn, request_id))
+
+
+# A coalesced chat.token frame carries at most this much text.
+COALESCE_MAX_CHARS = 8192
+
+
+def _with_queued_tokens(frame: dict[str, Any], frames: asyncio.Queue) -> tuple[dict, Any]:
+    """``frame`` joined with the chat.token frames already queued behind it, as one frame
+    ``{index: the first's, count: how many, text: joined}``: when the provider streams faster
+    than the sockets are written to, one frame instead of many. Returns the frame and the next
+    queued item it could not join (None when the queue ran empty)."""
+    if frame["type"] != "chat.token":
+        return frame, None
+    while not frames.empty():
+        following = frames.get_nowait()
+        if (
+            following is _DONE
+            or following["type"] != "chat.token"
+            or following["message"] != frame["message"]
+            or following["index"] != frame["index"] + frame["count"]
+            or len(frame["text"]) + len(following["text"]) > COALESCE_MAX_CHARS
+        ):
+            return frame, following
+        frame = {
+            **frame,
+            "count": frame["count"] + following["count"],
+            "text": frame["text"] + following["text"],
+        }
+    return frame, None
 
 
 def _final_frame(turn: services.Turn, request_id: Any) -> dict[str, Any]:

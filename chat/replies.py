@@ -143,6 +143,7 @@ def token_frame(*, turn: Turn, index: int, text: str, request_id: Any) -> dict[s
         "conversation": str(turn.conversation.pk),
         "message": str(turn.assistant_message.pk),
         "index": index,
+        "count": 1,
         "text": text,
         "request_id": request_id,
     }

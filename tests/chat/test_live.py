@@ -82,10 +82,11 @@ def test_a_real_client_streams_a_reply(server, token, conversation):
     assert done["type"] == "chat.done"
     assert done["request_id"] == "live-1"
     assert "".join(t["text"] for t in tokens) == REPLY
-    assert [t["index"] for t in tokens] == list(range(len(tokens)))
+    ends = [t["index"] + t["count"] for t in tokens]
+    assert [t["index"] for t in tokens] == [0, *ends[:-1]]
     message = Message.objects.get(pk=done["message"]["id"])
     assert (message.status, message.content) == ("complete", REPLY)
-    assert message.usage["completion_tokens"] == len(tokens)
+    assert message.usage["completion_tokens"] == ends[-1]
 
 
 def test_two_real_clients_and_a_cancel_from_the_second(server, token, conversation, live_ollama):
