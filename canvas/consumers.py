@@ -93,11 +93,12 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
     # --- connection ----------------------------------------------------------------------
 
     async def connect(self):
+        # Relays of one socket (live messages, the replay, backfills, the tail check's catch-up)
+        # take turns: each keeps its subscription's last_seq and streams consistent across
+        # awaits.
+        self.relay_lock = asyncio.Lock()
         # Accept first, then close with an application code: closing before accepting shows
         # the client a bare HTTP 403 with no reason.
-        # Relays of one socket (live messages, the replay, backfills from the heartbeat) take
-        # turns: each keeps its subscription's last_seq and streams consistent across awaits.
-        self.relay_lock = asyncio.Lock()
         await self.accept()
         publisher.bind_loop(asyncio.get_running_loop())
         await hold_pubsub_receiver(self.channel_layer)
