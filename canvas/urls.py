@@ -22,6 +22,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include(api_urlpatterns)),
     path("api-auth/", include("rest_framework.urls")),
+    path("", include("canvas.pages")),
 ]
 
 handler400 = "canvas.views.bad_request"

@@ -137,8 +137,8 @@ class Command(BaseCommand):
             "\n".join(
                 [
                     f"Seeded the demo user and the graph {saved.graph.name!r} ({saved.graph.id}).",
-                    f"  Log in at {base_url}/admin/ or {base_url}/api-auth/login/ as "
-                    f"{DEMO_USERNAME} / {password}",
+                    f"  Log in at {base_url}/accounts/login/ as {DEMO_USERNAME} / {password} "
+                    f"(then {base_url}/canvas/; /admin/ and /api-auth/login/ work too)",
                     f"  API: curl -H 'Authorization: Token {token.key}' {base_url}/api/graphs/",
                 ]
             )
