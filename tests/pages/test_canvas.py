@@ -18,7 +18,10 @@ from .conftest import screenshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-REPLY = "Waves fold into foam, the tide keeps its slow promise, salt wind writes the shore."
+REPLY = (
+    "Waves fold into foam, the tide keeps its slow promise, salt wind writes the shore. "
+    "Gulls stitch grey to blue; a shell holds the whole ocean, quiet in my palm."
+)
 
 
 def slow_reply(ollama, text, interval):
@@ -147,21 +150,22 @@ def test_build_a_graph_by_hand_run_it_and_watch_the_tokens_stream(
     assert api_client.post(f"/api/graphs/{graph['id']}/validate/").json()["valid"] is True
 
     # When it runs with an input from the form
-    slow_reply(page_ollama, REPLY, 0.2)
+    slow_reply(page_ollama, REPLY, 0.15)
     page.locator('.inputs-form input[name="topic"]').fill("the sea")
     with page.expect_request(
         lambda r: r.method == "POST" and r.url.endswith(f"/api/graphs/{graph['id']}/executions/")
     ):
         page.get_by_role("button", name="Run", exact=True).click()
 
-    # Then the LLM node runs and its tokens stream in, the others light up in turn
+    # Then the LLM node runs and its tokens stream in, the others light up in turn (the first
+    # tokens may stream before the page's subscription is answered: tokens are live only)
     expect(llm).to_have_attribute("data-status", "running")
     expect(page.get_by_role("button", name="Cancel")).to_be_enabled()
-    expect(llm.locator(".cnode-text")).to_contain_text("Waves fold")
+    expect(llm.locator(".cnode-text")).to_contain_text("the tide")
     partial = llm.locator(".cnode-text").inner_text()
     screenshot(page, "canvas-running")
-    assert REPLY.startswith(partial)
-    assert partial != REPLY
+    assert partial.strip() in REPLY
+    assert len(partial) < len(REPLY)
     expect(inp).to_have_attribute("data-status", "succeeded")
     expect(tpl).to_have_attribute("data-status", "succeeded")
 
@@ -224,8 +228,11 @@ def test_a_reload_mid_run_picks_up_where_it_was(new_page, api_client, page_ollam
     expect(llm).to_have_attribute("data-status", "running")
     expect(page.get_by_role("button", name="Cancel")).to_be_enabled()
     expect(llm.locator(".cnode-text")).to_contain_text(re.compile(r"t[2-5]\d"))
+    # the tokens streamed before the reload are not replayed; the gap is marked until the end
+    expect(llm.locator(".cnode-text.missed-start")).to_have_count(1)
     expect(llm).to_have_attribute("data-status", "succeeded", timeout=15_000)
     expect(llm.locator(".cnode-text")).to_have_text(" ".join(words))
+    expect(llm.locator(".cnode-text.missed-start")).to_have_count(0)
     expect(page.locator('[data-output="haiku"]')).to_have_text(" ".join(words))
 
 

@@ -73,7 +73,11 @@ function CanvasNode({ id, data, selected }) {
           </div>
         ))}
       </div>
-      {run.text !== undefined && run.text !== "" && <div className="cnode-text nowheel">{run.text}</div>}
+      {run.text !== undefined && run.text !== "" && (
+        <div className={`cnode-text nowheel${run.missedStart ? " missed-start" : ""}`} title={run.missedStart ? "The first tokens streamed before this page listened; the whole text shows when the node completes." : undefined}>
+          {run.text}
+        </div>
+      )}
       {run.error && <div className="cnode-error" role="status">{run.error}</div>}
       {time && <div className="cnode-time">{time}</div>}
       {errors && (

@@ -42,6 +42,8 @@ export function applyFrame(state, frame) {
     const index = typeof data.index === "number" ? data.index : node.nextIndex ?? 0;
     const count = typeof data.count === "number" ? data.count : 1;
     if (node.nextIndex !== undefined && index < node.nextIndex) return state; // seen already
+    // Tokens streamed before this page subscribed are not replayed: mark the gap.
+    if (node.nextIndex === undefined) node.missedStart = index > 0;
     node.text = (node.text || "") + (data.text || "");
     node.nextIndex = index + count;
     if (!node.status || node.status === "pending") node.status = "running";
@@ -52,8 +54,12 @@ export function applyFrame(state, frame) {
       node.attempt = data.attempt;
       node.text = "";
       node.nextIndex = undefined;
+      node.missedStart = false;
     }
-    if (data.outputs) node.text = nodeTextOf(data.type, data.outputs);
+    if (data.outputs) {
+      node.text = nodeTextOf(data.type, data.outputs);
+      node.missedStart = false;
+    }
     if (data.error) node.error = words(data.error);
   }
   return { ...state, nodes: { ...state.nodes, [id]: node } };
@@ -78,7 +84,7 @@ export function useExecution(id) {
           setState((s) => {
             const nodes = { ...s.nodes };
             for (const run of detail.node_runs) {
-              const n = { ...nodes[run.node], status: run.status, run };
+              const n = { ...nodes[run.node], status: run.status, run, missedStart: false };
               const text = nodeTextOf(run.type, run.outputs);
               if (text !== undefined) n.text = text;
               if (run.error) n.error = words(run.error);
