@@ -141,6 +141,11 @@ def test_build_a_graph_by_hand_run_it_and_watch_the_tokens_stream(
     expect(page.locator(".react-flow__edge")).to_have_count(3)
     page.get_by_role("button", name="Delete node").click()
     expect(by_type(page, "llm")).to_have_count(1)
+    # Undo brings it back, redo deletes it again
+    page.get_by_role("button", name="Undo").click()
+    expect(by_type(page, "llm")).to_have_count(2)
+    page.get_by_role("button", name="Redo").click()
+    expect(by_type(page, "llm")).to_have_count(1)
 
     # The document reached the API (one debounced PUT), complete and valid
     wait_saved(page)

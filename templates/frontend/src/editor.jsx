@@ -191,6 +191,9 @@ function Editor({ graphId }) {
         history.current.future = [];
         setHistoryTick((t) => t + 1);
       }
+      // Callbacks that run before the next render (React Flow reports a deletion as an edge
+      // change and a node change in one go) must see this edit.
+      live.current = { ...live.current, nodes: nextNodes, edges: nextEdges };
       setNodes(nextNodes);
       setEdges(nextEdges);
       scheduleSave();
@@ -244,7 +247,7 @@ function Editor({ graphId }) {
       if (structural.length) {
         const removed = new Set(structural.map((c) => c.id));
         const nextEdges = live.current.edges.filter((e) => !removed.has(e.source) && !removed.has(e.target));
-        commit(next, nextEdges);
+        commit(next, nextEdges, { coalesce: "delete" });
       } else {
         setNodes(next); // selection, dimensions, positions while dragging: not an edit yet
       }
@@ -255,7 +258,7 @@ function Editor({ graphId }) {
   const onEdgesChange = useCallback(
     (changes) => {
       const next = applyEdgeChanges(changes, live.current.edges);
-      if (changes.some((c) => c.type === "remove")) commit(live.current.nodes, next);
+      if (changes.some((c) => c.type === "remove")) commit(live.current.nodes, next, { coalesce: "delete" });
       else setEdges(next);
     },
     [commit],
