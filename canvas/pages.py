@@ -25,21 +25,22 @@ def graph_list(request):
     return _page(request, "graphs", "Canvases")
 
 
-@login_required
-def graph_editor(request, graph_id):
+def _graph_or_404(request, graph_id):
     try:
-        graph = graph_get_for_user(user=request.user, graph_id=graph_id)
+        return graph_get_for_user(user=request.user, graph_id=graph_id)
     except NotFoundError:
         raise Http404("No such graph.") from None
+
+
+@login_required
+def graph_editor(request, graph_id):
+    graph = _graph_or_404(request, graph_id)
     return _page(request, "editor", graph.name, graph=str(graph.pk))
 
 
 @login_required
 def graph_runs(request, graph_id):
-    try:
-        graph = graph_get_for_user(user=request.user, graph_id=graph_id)
-    except NotFoundError:
-        raise Http404("No such graph.") from None
+    graph = _graph_or_404(request, graph_id)
     return _page(request, "runs", f"Runs of {graph.name}", graph=str(graph.pk))
 
 
