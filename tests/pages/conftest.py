@@ -44,10 +44,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def pytest_report_header(config):
+def pytest_terminal_summary(terminalreporter):
     if not CHROMIUM:
-        return "pages: no Chromium found (apt-get install chromium): browser tests are skipped"
-    return f"pages: Chromium at {CHROMIUM}"
+        terminalreporter.write_line(
+            "pages: no Chromium on this machine (apt-get install chromium): "
+            "the browser tests were skipped",
+            yellow=True,
+        )
 
 
 @pytest.fixture(scope="package")
