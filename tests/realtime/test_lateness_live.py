@@ -30,13 +30,15 @@ import os, signal, sys
 import django
 django.setup()
 from django.db import transaction
+from canvas.core.publisher import publisher
 from workflows import events
 from workflows.models import Execution
 
 def die_before_publishing(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
-events.publish_many = die_before_publishing
+# The hand-off of committed events to the channel layer (canvas.core.publisher).
+publisher.publish_many = die_before_publishing
 execution_id = sys.argv[1]
 with transaction.atomic():
     Execution.objects.filter(pk=execution_id).update(status="succeeded")
