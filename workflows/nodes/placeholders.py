@@ -136,6 +136,11 @@ def variables_lenient(text: Any, *, allow_secrets: bool = False) -> list[str]:
         return []
 
 
+def secret_names(text: str) -> list[str]:
+    """Names of the ``{secret:NAME}`` references in a header value."""
+    return [s.name for s in parse(text, allow_secrets=True) if isinstance(s, SecretRef)]
+
+
 def to_text(value: Any) -> str:
     """How a value enters text: strings as they are, ``None`` as empty, the rest as JSON."""
     if isinstance(value, str):
