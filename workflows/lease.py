@@ -128,3 +128,16 @@ def cancel_requested(execution_id: uuid.UUID) -> bool:
     """Whether a cancel of the run was asked for (by any process)."""
     flag = Execution.objects.filter(pk=execution_id).values_list("cancel_requested", flat=True)
     return bool(flag and flag[0])
+
+
+def lock_execution_before_delete(sender, instance: Execution, using: str, **kwargs) -> None:
+    """``pre_delete`` of an Execution (a graph's or a user's deletion cascading to its runs):
+    take the row lock before any of the run's events or node runs are deleted.
+
+    The owner's flush updates this row first (``update_owned_execution``) and then inserts
+    events and node runs. Without the lock, a flush that commits between the cascade's delete
+    of the events and its delete of the execution leaves rows pointing at a deleted run, and
+    PostgreSQL refuses the deletion at commit. With it, either the flush commits first (and
+    the cascade's later statements see its rows) or it waits, finds no row, and stops.
+    """
+    Execution.objects.using(using).select_for_update().filter(pk=instance.pk).exists()

@@ -1,14 +1,16 @@
 """The claim of a run and its owner's fenced writes (``workflows.lease``)."""
 
+import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
+from graphs.models import Graph
 from tests.workflows.conftest import build_graph
 from workflows.lease import claim_execution, update_owned_execution
-from workflows.models import Execution
+from workflows.models import Execution, ExecutionEvent
 from workflows.services import execution_create
 
 pytestmark = pytest.mark.django_db
@@ -86,3 +88,42 @@ def test_only_the_owner_writes_and_only_while_the_run_is_running(claim, queued):
     queued.refresh_from_db()
     assert (queued.status, queued.outputs, queued.finished_at) == ("succeeded", {"o": "hi"}, now)
     assert update_owned_execution(queued.id, worker="w1", heartbeat_at=now) is False
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_cascading_delete_waits_for_the_owners_flush(user):
+    """Given an owner mid-flush (its fenced UPDATE done, its events not yet written), deleting
+    the graph waits for the flush instead of deleting the run's events under it and failing at
+    commit on the rows the flush then adds (PostgreSQL checks foreign keys at commit)."""
+    graph = build_graph(user, {"t": ("text", {"text": "hi"})}, [])
+    execution = execution_create(user=user, graph=graph, inputs={}, dispatch=False)
+    now = timezone.now()
+    assert claim_execution(execution.id, worker="w1", now=now, stale=now) is not None
+    flushing, deleted, failures = threading.Event(), threading.Event(), []
+
+    def delete_graph():
+        try:
+            flushing.wait(5)
+            Graph.objects.get(pk=graph.pk).delete()
+        except Exception as exc:  # noqa: BLE001 - the failure is the assertion below
+            failures.append(exc)
+        finally:
+            deleted.set()
+            connection.close()
+
+    deleter = threading.Thread(target=delete_graph)
+    deleter.start()
+    with transaction.atomic():
+        assert update_owned_execution(execution.id, worker="w1", heartbeat_at=timezone.now())
+        flushing.set()
+        # The deletion is under way and must wait on the run's row.
+        assert not deleted.wait(0.5)
+        ExecutionEvent.objects.create(
+            execution_id=execution.id, seq=2, event="node.started", ts=timezone.now()
+        )
+    deleter.join(10)
+    assert deleted.is_set()
+    assert failures == []
+    assert not Execution.objects.filter(pk=execution.pk).exists()
+    assert not ExecutionEvent.objects.filter(execution_id=execution.pk).exists()
