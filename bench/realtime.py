@@ -42,14 +42,30 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
+def token_keys(text: str) -> list[tuple[str, int]]:
+    """The (stream, index) of each token in a frame's text ("s1:0 s1:1 ")."""
+    keys = []
+    for word in text.split():
+        stream, _, index = word.rpartition(":")
+        keys.append((stream, int(index)))
+    return keys
+
+
 class TimedOllama(ThreadingHTTPServer):
     """An /api/chat that streams TOKENS NDJSON chunks and records when each was written."""
 
     daemon_threads = True
 
-    def __init__(self):
-        self.sent: dict[int, float] = {}
+    request_queue_size = 256  # many streams may start at once (bench/client.py: 100)
+
+    def __init__(self, tokens: int = TOKENS):
+        # (stream, index) -> when the chunk was written; the stream is the prompt's text.
+        self.sent: dict[tuple[str, int], float] = {}
+        self.tokens = tokens
         self.interval = TOKEN_INTERVALS[0]
+        # Streams wait for this before their first token (set: they start at once).
+        self.go = threading.Event()
+        self.go.set()
         super().__init__(("127.0.0.1", 0), self.Handler)
 
     class Handler(BaseHTTPRequestHandler):
@@ -59,20 +75,23 @@ class TimedOllama(ThreadingHTTPServer):
             pass
 
         def do_POST(self):  # noqa: N802 - http.server's name
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            messages = request.get("messages") or [{"content": ""}]
+            stream = messages[-1]["content"].strip() or "t"
             self.send_response(200)
             self.send_header("Content-Type", "application/x-ndjson")
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            for index in range(TOKENS):
+            self.server.go.wait()
+            for index in range(self.server.tokens):
                 line = {
                     "model": "bench",
                     "created_at": "2026-01-01T00:00:00Z",
-                    "message": {"role": "assistant", "content": f"t{index} "},
+                    "message": {"role": "assistant", "content": f"{stream}:{index} "},
                     "done": False,
                 }
                 self._chunk(json.dumps(line).encode() + b"\n")
-                self.server.sent[index] = time.perf_counter()
+                self.server.sent[(stream, index)] = time.perf_counter()
                 time.sleep(self.server.interval)
             final = {
                 "model": "bench",
@@ -84,7 +103,7 @@ class TimedOllama(ThreadingHTTPServer):
                 "load_duration": 1,
                 "prompt_eval_count": 1,
                 "prompt_eval_duration": 1,
-                "eval_count": TOKENS,
+                "eval_count": self.server.tokens,
                 "eval_duration": 1,
             }
             self._chunk(json.dumps(final).encode() + b"\n")
@@ -105,30 +124,50 @@ def setup_django(database_url: str):
     django.setup()
 
 
-def make_fixtures(n_chain: int):
-    import uuid
+# The output port each chained node type feeds the next node from.
+OUTPUT_PORT = {"input": "value", "text": "text", "template": "text", "llm": "text"}
 
-    from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
+
+def create_chain(user, name: str, nodes: list[tuple[str, dict, str | None]]) -> str:
+    """A graph through the graph service: nodes (type, config, the input port fed by the
+    previous node's output), each feeding the next. Returns its id."""
+    import uuid
 
     from graphs.services import graph_create
 
-    def chain(name, nodes):
-        """nodes: (type, config, input port fed by the previous node's "text")."""
-        ids = [str(uuid.uuid4()) for _ in nodes]
-        docs = [
-            {"id": node_id, "type": node_type, "config": config}
-            for node_id, (node_type, config, _) in zip(ids, nodes, strict=True)
-        ]
-        edges = [
-            {"source": ids[i - 1], "source_port": "text", "target": ids[i], "target_port": port}
-            for i, (_, _, port) in enumerate(nodes)
-            if i
-        ]
-        return str(graph_create(owner=user, name=name, nodes=docs, edges=edges).graph.id)
+    ids = [str(uuid.uuid4()) for _ in nodes]
+    docs = [
+        {"id": node_id, "type": node_type, "config": config}
+        for node_id, (node_type, config, _) in zip(ids, nodes, strict=True)
+    ]
+    edges = [
+        {
+            "source": ids[i - 1],
+            "source_port": OUTPUT_PORT[nodes[i - 1][0]],
+            "target": ids[i],
+            "target_port": port,
+        }
+        for i, (_, _, port) in enumerate(nodes)
+        if i
+    ]
+    return str(graph_create(owner=user, name=name, nodes=docs, edges=edges).graph.id)
+
+
+def bench_user() -> tuple[object, str]:
+    """The bench's user and its API token."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
 
     user = get_user_model().objects.create_user(username="bench", password="bench-pass-123")  # noqa: S106
-    token = Token.objects.create(user=user).key
+    return user, Token.objects.create(user=user).key
+
+
+def make_fixtures(n_chain: int):
+    user, token = bench_user()
+
+    def chain(name, nodes):
+        return create_chain(user, name, nodes)
+
     llm = chain(
         "llm",
         [
@@ -199,8 +238,8 @@ async def token_latency(ws_base: str, base: str, token: str, graph_id: str, fake
             if frame.get("type") == "subscribed":
                 subscribed = now
             if frame.get("event") == "node.token":
-                for word in frame["data"]["text"].split():
-                    received[int(word[1:])] = now
+                for key in token_keys(frame["data"]["text"]):
+                    received[key] = now
             if frame.get("event", "").startswith("execution.") and frame["event"] != (
                 "execution.started"
             ):
@@ -219,25 +258,41 @@ async def fan_out(ws_base: str, base: str, token: str, graph_id: str, sockets: i
     topic = f"execution:{execution}"
     for ws in connections:
         await ws.send(json.dumps({"type": "subscribe", "topic": topic, "after": 0}))
-
-    async def collect(ws):
-        seqs, latencies = [], []
-        while True:
-            frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=60))
-            if frame.get("type") != "event" or "seq" not in frame:
-                continue
-            seqs.append(frame["seq"])
-            from datetime import datetime
-
-            sent = datetime.fromisoformat(frame["ts"]).timestamp()
-            latencies.append((time.time() - sent) * 1000)
-            if frame["event"] in ("execution.completed", "execution.failed", "execution.cancelled"):
-                return seqs, latencies
-
-    results = await asyncio.gather(*(collect(ws) for ws in connections))
+    results = await asyncio.gather(*(collect_events(ws) for ws in connections))
     for ws in connections:
         await ws.close()
     return results
+
+
+async def collect_events(ws) -> tuple[list[int], list[float]]:
+    """Sequenced event frames on one socket until the run's terminal event: their seqs, and
+    each frame's latency from its ``ts`` (the moment the event was stamped) to its receipt."""
+    from datetime import datetime
+
+    seqs, latencies = [], []
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=60))
+        if frame.get("type") != "event" or "seq" not in frame:
+            continue
+        seqs.append(frame["seq"])
+        sent = datetime.fromisoformat(frame["ts"]).timestamp()
+        latencies.append((time.time() - sent) * 1000)
+        if frame["event"] in ("execution.completed", "execution.failed", "execution.cancelled"):
+            return seqs, latencies
+
+
+def fan_out_summary(results: list[tuple[list[int], list[float]]]) -> dict:
+    """Events per socket checked against the gapless 1..N, and the latencies pooled."""
+    expected = max(max(seqs) for seqs, _ in results)
+    latencies = [lat for _, lats in results for lat in lats]
+    return {
+        "events": expected,
+        "complete": sum(1 for seqs, _ in results if seqs == list(range(1, expected + 1))),
+        "lost": sum(expected - len(set(seqs)) for seqs, _ in results),
+        "duplicates": sum(len(seqs) - len(set(seqs)) for seqs, _ in results),
+        "p50": pct(latencies, 50),
+        "p99": pct(latencies, 99),
+    }
 
 
 # --- the floor: the same path with nothing but asyncio, redis-py and websockets -------------
@@ -315,7 +370,8 @@ async def floor_latency(port: int, fake: TimedOllama) -> list[float]:
             now = time.perf_counter()
             if frame["event"] == "done":
                 break
-            received[int(frame["text"].split()[0][1:])] = now
+            for key in token_keys(frame["text"]):
+                received[key] = now
     return [(received[i] - fake.sent[i]) * 1000 for i in received if i in fake.sent]
 
 
@@ -398,11 +454,7 @@ def main():
         results = asyncio.run(fan_out(ws_base, base, token, chain_graph, args.sockets))
         rss_after = rss_mib(daphne.pid)
 
-    expected = max(max(seqs) for seqs, _ in results)
-    complete = sum(1 for seqs, _ in results if seqs == list(range(1, expected + 1)))
-    lost = sum(expected - len(set(seqs)) for seqs, _ in results)
-    duplicates = sum(len(seqs) - len(set(seqs)) for seqs, _ in results)
-    fan_latency = [lat for _, lats in results for lat in lats]
+    fan = fan_out_summary(results)
     print(
         f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
     )
@@ -430,9 +482,9 @@ def main():
             f"max {max(floor):.2f} ms"
         )
     print(
-        f"fan-out: {args.sockets} sockets x {expected} persisted events: {complete} sockets "
-        f"complete, {lost} lost, {duplicates} duplicates; event ts -> receive p50 "
-        f"{pct(fan_latency, 50):.1f} ms, p99 {pct(fan_latency, 99):.1f} ms; Daphne RSS "
+        f"fan-out: {args.sockets} sockets x {fan['events']} persisted events: "
+        f"{fan['complete']} sockets complete, {fan['lost']} lost, {fan['duplicates']} duplicates;"
+        f" event ts -> receive p50 {fan['p50']:.1f} ms, p99 {fan['p99']:.1f} ms; Daphne RSS "
         f"{rss_before:.0f} MiB before, {rss_after:.0f} MiB after"
     )
 
