@@ -3,9 +3,10 @@
 Entries live in ``NodeOutputCache``, shared by every worker through the database, keyed by a
 SHA-256 of the owner, the node type, its config and its inputs. The engine looks a key up with
 one plain ``SELECT`` and writes the rows of a flush with one multi-row upsert (an expired entry
-for the same key is replaced). Entries expire after ``WORKFLOW_CACHE_TTL``; the table is pruned
-to ``WORKFLOW_CACHE_MAX_ENTRIES`` rows after every ``PRUNE_EVERY`` writes of a process and by
-the recovery sweep.
+for the same key is replaced). Entries expire after ``WORKFLOW_CACHE_TTL``; the table holds at
+most ``WORKFLOW_CACHE_MAX_ENTRIES`` rows: after every tenth of that written by a process, and in
+the recovery sweep, the expired rows go and the oldest beyond nine tenths of the bound (so the
+next tenth fits under it).
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ CACHE_COLUMNS = (
     ("created_at", DATETIME),
     ("expires_at", DATETIME),
 )
-PRUNE_EVERY = 200
 
 
 def cache_key(*, owner_id: int, node_type: str, config: dict, inputs: dict) -> str:
@@ -72,25 +72,37 @@ _writes_since_prune = 0
 _prune_lock = threading.Lock()
 
 
+def prune_interval() -> int:
+    """Rows a process writes between two prunes: a tenth of the bound (every write below 10).
+
+    Finding the oldest rows to drop walks the ``created_at`` index past every row kept (16 ms
+    at 10,000 rows, measured on SQLite): done every 200 rows, as before, a full cache paid it
+    on every run of a 200-node chain.
+    """
+    return settings.WORKFLOW_CACHE_MAX_ENTRIES // 10
+
+
 def cache_prune_maybe(*, written: int) -> None:
-    """Prune the cache after every ``PRUNE_EVERY`` rows this process wrote."""
+    """Prune the cache after every ``prune_interval()`` rows this process wrote."""
     global _writes_since_prune
     with _prune_lock:
         _writes_since_prune += written
-        if _writes_since_prune < PRUNE_EVERY:
+        if _writes_since_prune < max(1, prune_interval()):
             return
         _writes_since_prune = 0
     cache_prune()
 
 
 def cache_prune() -> int:
-    """Delete expired entries, then the oldest beyond ``WORKFLOW_CACHE_MAX_ENTRIES``."""
+    """Delete expired entries, then the oldest beyond the bound less one ``prune_interval()``
+    (``WORKFLOW_CACHE_MAX_ENTRIES`` - a tenth): the rows written until the next prune fit."""
     now = timezone.now()
     deleted, _ = NodeOutputCache.objects.filter(expires_at__lte=now).delete()
     limit = settings.WORKFLOW_CACHE_MAX_ENTRIES
+    keep = limit - prune_interval()
     beyond = list(
         NodeOutputCache.objects.order_by("-created_at").values_list("created_at", flat=True)[
-            limit : limit + 1
+            keep : keep + 1
         ]
     )
     if beyond:
