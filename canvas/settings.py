@@ -102,15 +102,19 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 _db = DATABASES["default"]
+# Connections a process keeps for reuse: psycopg's pool on PostgreSQL; on SQLite, idle
+# connections (canvas/sqlite), since each request and socket call would otherwise open one.
+DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=20)
 if _db["ENGINE"] == "django.db.backends.postgresql":
     # Django's advice under ASGI: no persistent connections; psycopg's pool instead.
     _db["CONN_MAX_AGE"] = 0
     _db.setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=2),
-        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=20),
+        "max_size": DATABASE_POOL_MAX_SIZE,
         "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
     }
 elif _db["ENGINE"] == "django.db.backends.sqlite3":
+    _db["ENGINE"] = "canvas.sqlite"
     # WAL lets readers run beside the one writer; synchronous=NORMAL drops the fsync per
     # commit; IMMEDIATE takes the write lock at BEGIN so concurrent writers wait on the
     # busy timeout instead of failing with "database is locked" mid-transaction.

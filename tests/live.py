@@ -101,7 +101,7 @@ def server_env_for_test_db(**extra: str) -> dict[str, str]:
 def database_url_for(settings_dict: dict) -> str:
     """A DATABASE_URL naming the database ``settings_dict`` points at (the test database)."""
     engine = settings_dict["ENGINE"]
-    if engine.endswith("sqlite3"):
+    if engine.endswith(("sqlite3", "canvas.sqlite")):
         return f"sqlite:///{settings_dict['NAME']}"
     if engine.endswith("postgresql"):
         user = settings_dict.get("USER") or ""

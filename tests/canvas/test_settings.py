@@ -49,7 +49,7 @@ def test_embedded_defaults_are_sqlite_and_in_memory_layer():
         "s.DATABASES['default']['OPTIONS']",
         DEBUG="1",
     )
-    assert engine == "'django.db.backends.sqlite3'"
+    assert engine == "'canvas.sqlite'"  # Django's SQLite backend, connections reused
     assert layer == "'channels.layers.InMemoryChannelLayer'"
     assert "journal_mode=WAL" in options
     assert "'transaction_mode': 'IMMEDIATE'" in options
