@@ -2,6 +2,9 @@
 
 import os
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.db import connection, connections, transaction
@@ -25,12 +28,40 @@ def test_a_closed_idle_connection_is_opened_again():
     assert base.idle_connections() >= 1
     connection.ensure_connection()
     assert raw(connection) is first
-    # It still works and still has Django's set-up (foreign keys on, the WAL journal).
+    # It still works and still has Django's set-up (foreign keys on, the WAL journal) and
+    # ours (the page cache bound).
     with connection.cursor() as cursor:
         cursor.execute("PRAGMA foreign_keys")
         assert cursor.fetchone()[0] == 1
         cursor.execute("PRAGMA journal_mode")
         assert cursor.fetchone()[0] == "wal"
+        cursor.execute("PRAGMA cache_size")
+        assert cursor.fetchone()[0] == -512
+
+
+def test_the_page_cache_of_every_connection_is_bounded_by_the_setting(tmp_path):
+    # A served process keeps a connection per executor and node thread and its idle ones,
+    # each with its own page cache: the setting bounds what they hold together.
+    code = (
+        "import django; django.setup(); from django.db import connection; "
+        "c = connection.cursor(); c.execute('PRAGMA cache_size'); print(c.fetchone()[0])"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "canvas.settings",
+        "DEBUG": "1",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "DATABASE_SQLITE_CACHE_KIB": "128",
+    }
+    result = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == "-128"
 
 
 def test_a_connection_closed_inside_a_transaction_is_not_kept():
