@@ -728,6 +728,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="runs/s rounds per target")
     parser.add_argument("--sockets", type=int, default=500)
     parser.add_argument("--memory", type=int, default=0, help="small runs for the RSS run")
+    parser.add_argument("--passes", type=int, default=1, help="the parts again, same Daphne")
     parser.add_argument("--floor", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--fanout-floor", nargs=3, type=int, help=argparse.SUPPRESS)
     parser.add_argument("--stream-clients", nargs="+", help=argparse.SUPPRESS)
@@ -791,49 +792,62 @@ def main() -> None:
         if args.memory:
             memory_run(base, token, graphs["tiny"], daphne.pid, args.memory)
             return
-        if "runs" in parts:
-            runs = {n: asyncio.run(timed_runs(targets, token, graphs[f"chain{n}"])) for n in SIZES}
-            print()
-            print("T(N): POST until the terminal event on the client's socket, ms")
-            report_runs(runs)
-            rss.append(("after T(N)", rss_mib(daphne.pid)))
-        if "rate" in parts:
-            rates: dict[str, list[float]] = {name: [] for name in targets}
-            for target in targets.values():  # warm-up
-                asyncio.run(runs_per_second(target, token, graphs["tiny"], 1.0))
-            for _ in range(args.rounds):
-                for name, target in targets.items():
-                    rates[name].append(
-                        asyncio.run(runs_per_second(target, token, graphs["tiny"], args.seconds))
-                    )
-            print()
-            print(f"3-node runs/s, {CLIENTS} clients over REST + socket, {args.seconds:g} s rounds")
-            for name, values in rates.items():
-                print(f"  {name}: {spread(values, '{:.0f}')} /s")
-            rss.append(("after runs/s", rss_mib(daphne.pid)))
-        if "fanout" in parts:
-            results = asyncio.run(
-                realtime.fan_out(
-                    base.replace("http://", "ws://"), base, token, graphs["fanout"], args.sockets
-                )
-            )
-            ours = realtime.fan_out_summary(results)
-            rss.append(("after fan-out", rss_mib(daphne.pid)))
-            port = free_port()
-            with child("--fanout-floor", str(port), str(args.sockets), str(ours["events"])):
-                floor = realtime.fan_out_summary(
-                    asyncio.run(fanout_floor_clients(port, args.sockets))
-                )
-            print()
-            print(f"fan-out: {args.sockets} sockets x {ours['events']} events, ts -> receive")
-            for name, fan in (("canvas", ours), ("floor", floor)):
+        for pass_no in range(1, args.passes + 1):
+            tag = f" (pass {pass_no})" if args.passes > 1 else ""
+            if "runs" in parts:
+                runs = {
+                    n: asyncio.run(timed_runs(targets, token, graphs[f"chain{n}"])) for n in SIZES
+                }
+                print()
+                print("T(N): POST until the terminal event on the client's socket, ms")
+                report_runs(runs)
+                rss.append(("after T(N)" + tag, rss_mib(daphne.pid)))
+            if "rate" in parts:
+                rates: dict[str, list[float]] = {name: [] for name in targets}
+                for target in targets.values():  # warm-up
+                    asyncio.run(runs_per_second(target, token, graphs["tiny"], 1.0))
+                for _ in range(args.rounds):
+                    for name, target in targets.items():
+                        rates[name].append(
+                            asyncio.run(
+                                runs_per_second(target, token, graphs["tiny"], args.seconds)
+                            )
+                        )
+                print()
                 print(
-                    f"  {name}: p50 {fan['p50']:.0f} ms, p99 {fan['p99']:.0f} ms; "
-                    f"{fan['complete']} sockets complete, {fan['lost']} lost, "
-                    f"{fan['duplicates']} duplicates"
+                    f"3-node runs/s, {CLIENTS} clients over REST + socket, "
+                    f"{args.seconds:g} s rounds"
                 )
-            print(f"  ratio p99: {ours['p99'] / floor['p99']:.1f}×")
-    print()
+                for name, values in rates.items():
+                    print(f"  {name}: {spread(values, '{:.0f}')} /s")
+                rss.append(("after runs/s" + tag, rss_mib(daphne.pid)))
+            if "fanout" in parts:
+                results = asyncio.run(
+                    realtime.fan_out(
+                        base.replace("http://", "ws://"),
+                        base,
+                        token,
+                        graphs["fanout"],
+                        args.sockets,
+                    )
+                )
+                ours = realtime.fan_out_summary(results)
+                rss.append(("after fan-out" + tag, rss_mib(daphne.pid)))
+                port = free_port()
+                with child("--fanout-floor", str(port), str(args.sockets), str(ours["events"])):
+                    floor = realtime.fan_out_summary(
+                        asyncio.run(fanout_floor_clients(port, args.sockets))
+                    )
+                print()
+                print(f"fan-out: {args.sockets} sockets x {ours['events']} events, ts -> receive")
+                for name, fan in (("canvas", ours), ("floor", floor)):
+                    print(
+                        f"  {name}: p50 {fan['p50']:.0f} ms, p99 {fan['p99']:.0f} ms; "
+                        f"{fan['complete']} sockets complete, {fan['lost']} lost, "
+                        f"{fan['duplicates']} duplicates"
+                    )
+                print(f"  ratio p99: {ours['p99'] / floor['p99']:.1f}×")
+        print()
     print("Daphne RSS: " + ", ".join(f"{label} {mib:.0f} MiB" for label, mib in rss))
     if "streams" in parts:
         streams = bench_streams(database_url, token, graphs["llm"])
