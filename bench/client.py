@@ -75,13 +75,7 @@ STREAMS, STREAM_TOKENS, STREAM_PACE, SOCKETS_PER_STREAM = 100, 200, 0.005, 2
 def server_env(database_url: str) -> dict[str, str]:
     """``make run``'s settings with DEBUG off, plus the bench's two exceptions."""
     env = {
-        "DATABASE_URL": database_url,
-        "DEBUG": "0",
-        "LOG_LEVEL": "WARNING",
-        "SECRET_KEY": "bench-" + "k" * 60,
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "CRYPTOGRAPHY_KEY": "bench",
-        "SECURE_SSL_REDIRECT": "0",
+        **realtime.served_env(database_url),
         # A client here subscribes and unsubscribes once per run: hundreds a second.
         "REALTIME_RATE_LIMIT_PER_SECOND": "100000",
         "REALTIME_RATE_LIMIT_BURST": "100000",

@@ -115,6 +115,19 @@ class TimedOllama(ThreadingHTTPServer):
             self.wfile.flush()
 
 
+def served_env(database_url: str) -> dict[str, str]:
+    """A Daphne's environment for a bench: production settings (DEBUG off) on loopback."""
+    return {
+        "DATABASE_URL": database_url,
+        "DEBUG": "0",
+        "LOG_LEVEL": "WARNING",
+        "SECRET_KEY": "bench-" + "k" * 60,
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "CRYPTOGRAPHY_KEY": "bench",
+        "SECURE_SSL_REDIRECT": "0",
+    }
+
+
 def setup_django(database_url: str):
     os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "canvas.settings")
@@ -420,13 +433,7 @@ def main():
     database_url = f"sqlite:///{workdir / 'db.sqlite3'}"
     env = {
         **os.environ,
-        "DATABASE_URL": database_url,
-        "DEBUG": "0",
-        "LOG_LEVEL": "WARNING",
-        "SECRET_KEY": "bench-" + "k" * 60,
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "CRYPTOGRAPHY_KEY": "bench",
-        "SECURE_SSL_REDIRECT": "0",
+        **served_env(database_url),
         "REALTIME_RATE_LIMIT_BURST": "1000",
         "REALTIME_RATE_LIMIT_PER_SECOND": "1000",
         "WORKFLOW_TOKEN_COALESCE_MS": "0",
