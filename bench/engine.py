@@ -9,6 +9,10 @@ Runs with DEBUG off (query logging off) on the inline executor, against its own 
 wall time of ``execution_run`` (claim to the final commit) divided by the node count: claim,
 snapshot load, scheduling, the node work, node runs, events, cache rows and every commit
 included. "cold" empties the output cache first; "cached" re-runs with every node cached.
+
+With a broker (``CELERY_BROKER_URL``, or ``REDIS_URL``), the small runs also go through two
+``celery -A canvas worker`` processes (``--pools threads,prefork`` compares the pools), and the
+rate is printed as a share of the inline rate measured in the same run (target: ≥ 80 %).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
@@ -148,15 +153,17 @@ def create_and_dispatch(owner, graph: Graph, runs: int, executor) -> tuple[float
     return elapsed, Execution.objects.filter(pk__in=ids).exclude(status="succeeded").count()
 
 
-def bench_throughput(owner, runs: int) -> None:
-    """Small runs (a cache miss each) through the inline pool."""
-    from workflows.executors import get_executor
+def bench_throughput(owner, runs: int) -> float:
+    """Small runs (a cache miss each) through the inline pool; returns runs per second."""
+    from workflows.executors import InlineExecutor
 
-    elapsed, failed = create_and_dispatch(owner, tiny_graph(owner, "tiny"), runs, get_executor())
+    executor = InlineExecutor(settings.WORKFLOW_MAX_CONCURRENT_EXECUTIONS)
+    elapsed, failed = create_and_dispatch(owner, tiny_graph(owner, "tiny"), runs, executor)
     print(
         f"| {runs} three-node executions (create + run) | {runs / elapsed:.0f} /s | "
         f"{failed} not succeeded |"
     )
+    return runs / elapsed
 
 
 def bench_api(owner, length: int, repeat: int) -> None:
@@ -221,46 +228,28 @@ def bench_daphne(owner, length: int, repeat: int) -> None:
     )
 
 
-def bench_channels(owner, runs: int, workers: int) -> None:
-    """Small runs through ``runworker workflows.execute`` processes over Redis."""
-    import subprocess
+def bench_celery(owner, runs: int, workers: int, pool: str, inline_rate: float) -> None:
+    """Small runs through ``celery -A canvas worker`` processes on the broker, against the
+    inline rate measured in the same run (target: at least 80 %)."""
+    from tests.services import celery_worker
+    from workflows.executors import CeleryExecutor
 
-    from workflows.executors import get_executor, reset_executor
-
-    graph = tiny_graph(owner, "tiny-channels")
-    # Workers as deployed: the recovery sweep on (it re-sends dispatches refused by a full
-    # channel), with a short staleness window so a straggler shows in the time.
-    env = {
-        **os.environ,
-        "WORKFLOW_EXECUTOR": "channels",
-        "WORKFLOW_BACKGROUND": "1",
-        "WORKFLOW_STALE_AFTER": "2",
-        "WORKFLOW_RECOVERY_INTERVAL": "1",
-    }
-    procs = [
-        subprocess.Popen(  # noqa: S603 - our own workers, fixed arguments
-            [sys.executable, "manage.py", "runworker", "workflows.execute"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(workers)
-    ]
+    graph = tiny_graph(owner, f"tiny-celery-{pool}")
+    # Workers as deployed (recovery sweep on), each with the default concurrency.
+    env = {"CELERY_WORKER_POOL": pool, "WORKFLOW_BACKGROUND": "auto"}
+    procs = [celery_worker(env, ready=False) for _ in range(workers)]
     try:
-        time.sleep(3)  # the workers subscribe
-        from django.conf import settings
-
-        settings.WORKFLOW_EXECUTOR = "channels"
-        reset_executor()
-        elapsed, failed = create_and_dispatch(owner, graph, runs, get_executor())
+        for proc in procs:
+            proc.wait_for_output(r"canvas.celery worker \S+ ready", timeout=60)
+        elapsed, failed = create_and_dispatch(owner, graph, runs, CeleryExecutor())
     finally:
         for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=10)
+            proc.stop()
+    rate = runs / elapsed
     print(
-        f"| {runs} three-node executions on {workers} runworkers over Redis | "
-        f"{runs / elapsed:.0f} /s | {failed} not succeeded |"
+        f"| {runs} three-node executions on {workers} Celery workers (--pool {pool}) | "
+        f"{rate:.0f} /s | {failed} not succeeded; {rate / inline_rate:.0%} of inline "
+        f"({inline_rate:.0f} /s), target ≥ 80 % |"
     )
 
 
@@ -268,6 +257,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="Skip the 5,000-node chain.")
+    parser.add_argument("--runs", type=int, default=500, help="Small runs per executor.")
+    parser.add_argument(
+        "--executors-only",
+        action="store_true",
+        help="Only the small-run throughput: inline, then Celery (needs a broker).",
+    )
+    parser.add_argument(
+        "--pools",
+        default="threads",
+        help="Celery pools to measure (comma-separated: threads,prefork) when a broker is set.",
+    )
     args = parser.parse_args()
     call_command("migrate", verbosity=0)
     Execution.objects.all().delete()
@@ -275,23 +275,28 @@ def main() -> None:
     owner, _ = get_user_model().objects.get_or_create(username="bench")
     vendor = connection.vendor
     print(f"Engine benchmark on {vendor} ({os.cpu_count()} cores), DEBUG off, inline executor")
+    print(f"{time.strftime('%Y-%m-%d %H:%M %Z')}, load average {os.getloadavg()[0]:.1f} at start")
     print()
-    print(
-        "| graph | nodes | ms/node cold (median) | ms/node cold (best) | ms/node cached | run ms |"
-    )
-    print("|---|---|---|---|---|---|")
-    sizes = [10, 500] if args.quick else [10, 500, 5000]
-    for size in sizes:
-        bench_graph(owner, f"chain of {size}", chain(owner, size), size, args.repeat)
-    bench_graph(owner, "fan-out of 500", fan_out(owner, 500), 500, args.repeat)
-    print()
+    if not args.executors_only:
+        print(
+            "| graph | nodes | ms/node cold (median) | ms/node cold (best) | ms/node cached "
+            "| run ms |"
+        )
+        print("|---|---|---|---|---|---|")
+        sizes = [10, 500] if args.quick else [10, 500, 5000]
+        for size in sizes:
+            bench_graph(owner, f"chain of {size}", chain(owner, size), size, args.repeat)
+        bench_graph(owner, "fan-out of 500", fan_out(owner, 500), 500, args.repeat)
+        print()
     print("| measure | result | notes |")
     print("|---|---|---|")
-    bench_throughput(owner, 500)
-    bench_api(owner, 200, args.repeat + 2)
-    bench_daphne(owner, 200, args.repeat + 2)
-    if os.environ.get("REDIS_URL"):
-        bench_channels(owner, 500, workers=2)
+    inline_rate = bench_throughput(owner, args.runs)
+    if not args.executors_only:
+        bench_api(owner, 200, args.repeat + 2)
+        bench_daphne(owner, 200, args.repeat + 2)
+    if settings.CELERY_BROKER_URL:
+        for pool in args.pools.split(","):
+            bench_celery(owner, args.runs, workers=2, pool=pool, inline_rate=inline_rate)
 
 
 if __name__ == "__main__":

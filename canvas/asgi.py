@@ -17,12 +17,11 @@ from integrations.checks import verify_encryption_key  # noqa: E402
 verify_encryption_key()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
-from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from canvas.consumers import CanvasConsumer  # noqa: E402
 from canvas.origin import BrowserOriginValidator  # noqa: E402
-from workflows.consumers import ExecuteConsumer  # noqa: E402
 from workflows.recovery import background_start  # noqa: E402
 
 websocket_urlpatterns = [path("ws/", CanvasConsumer.as_asgi())]
@@ -32,11 +31,10 @@ application = ProtocolTypeRouter(
         "http": django_asgi_app,
         # Session auth for browsers (Origin checked), ?token= for everyone: see canvas/origin.py.
         "websocket": BrowserOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-        # `manage.py runworker workflows.execute` serves this (WORKFLOW_EXECUTOR=channels).
-        "channel": ChannelNameRouter({"workflows.execute": ExecuteConsumer.as_asgi()}),
     }
 )
 
-# Daphne runs no lifespan events: server processes (daphne, runworker) start the recovery
-# sweep here, at start and then periodically (workflows/executors.py).
+# Daphne runs no lifespan events: with the inline executor the server process starts the
+# recovery sweep here, at start and then periodically (workflows/recovery.py); with celery the
+# workers run it (canvas/celery.py).
 background_start()

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "axes",
     "channels",
     "canvas",
+    "canvas.core",
     "graphs",
     "workflows",
     "chat",
@@ -75,6 +76,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # The database or Redis away: 503 with Retry-After, never 500 (DRF views: the exception
+    # handler; this covers the rest).
+    "canvas.core.exceptions.UnavailableMiddleware",
     # Last, as django-axes asks: it answers a locked-out login attempt.
     "axes.middleware.AxesMiddleware",
 ]
@@ -141,10 +145,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Channels -------------------------------------------------------------------------------
 
 REDIS_URL = env("REDIS_URL", default="")
-# Two layers by alias: "default" queues (the workflows.execute dispatch of runworker needs
-# messages to wait for a worker), "events" broadcasts to sockets over Redis pub/sub (measured
-# here: group_send→receive p50 0.15 ms / p99 0.28 ms, against 0.96 / 2.0 ms for the queueing
-# layer; a lost broadcast is backfilled from the database by seq).
+# Two layers by alias: "default" (channels-redis's queueing layer, Channels' default alias),
+# "events" broadcasts to sockets over Redis pub/sub (measured here: group_send→receive p50
+# 0.15 ms / p99 0.28 ms, against 0.96 / 2.0 ms for the queueing layer; a lost broadcast is
+# backfilled from the database by seq). Executions do not travel here: see Celery below.
 # Key prefix in Redis: deployments (or test runs) sharing one Redis keep apart with their own.
 CHANNEL_LAYER_PREFIX = env("CHANNEL_LAYER_PREFIX", default="asgi")
 if REDIS_URL:
@@ -154,9 +158,6 @@ if REDIS_URL:
             "CONFIG": {
                 "hosts": [REDIS_URL],
                 "prefix": CHANNEL_LAYER_PREFIX,
-                # A burst of runs must not hit ChannelFull at the default capacity of 100
-                # (the recovery sweep would re-dispatch them, but only seconds later).
-                "channel_capacity": {"workflows.execute": 10000},
             },
         },
         "events": {
@@ -338,8 +339,9 @@ HTTP_ALLOWED_PRIVATE_TARGETS = env.list("HTTP_ALLOWED_PRIVATE_TARGETS", default=
 
 # --- Workflows ------------------------------------------------------------------------------
 
+# "inline": a thread pool in the serving process; "celery": `celery -A canvas worker` processes.
 WORKFLOW_EXECUTOR = env("WORKFLOW_EXECUTOR", default="inline")
-# Executions running at once in one process (the inline pool, or one runworker process).
+# Executions running at once in one process (the inline pool, or one Celery worker).
 WORKFLOW_MAX_CONCURRENT_EXECUTIONS = env.int("WORKFLOW_MAX_CONCURRENT_EXECUTIONS", default=8)
 # Ready nodes of one execution running at once; slow nodes (llm, http) share a per-process
 # pool of WORKFLOW_NODE_THREADS threads.
@@ -354,8 +356,8 @@ WORKFLOW_EXECUTION_TIMEOUT = env.float("WORKFLOW_EXECUTION_TIMEOUT", default=360
 WORKFLOW_HEARTBEAT_INTERVAL = env.float("WORKFLOW_HEARTBEAT_INTERVAL", default=2.0)
 WORKFLOW_STALE_AFTER = env.float("WORKFLOW_STALE_AFTER", default=10.0)
 WORKFLOW_RECOVERY_INTERVAL = env.float("WORKFLOW_RECOVERY_INTERVAL", default=5.0)
-# "auto": start the executor's recovery loop in server processes (daphne, runworker) only;
-# "1"/"0" force it on or off.
+# "auto": the recovery sweep runs where executions run (inline: daphne/runserver; celery: the
+# workers); "1"/"0" force it on or off.
 WORKFLOW_BACKGROUND = env("WORKFLOW_BACKGROUND", default="auto")
 # Output cache of deterministic nodes: entries live this many seconds, at most this many rows.
 WORKFLOW_CACHE_TTL = env.float("WORKFLOW_CACHE_TTL", default=7 * 24 * 3600.0)
@@ -364,6 +366,62 @@ WORKFLOW_CACHE_MAX_ENTRIES = env.int("WORKFLOW_CACHE_MAX_ENTRIES", default=10000
 WORKFLOW_MAX_OUTPUT_BYTES = env.int("WORKFLOW_MAX_OUTPUT_BYTES", default=1024 * 1024)
 # node.token messages are coalesced so that at most one leaves per node every this many ms.
 WORKFLOW_TOKEN_COALESCE_MS = env.int("WORKFLOW_TOKEN_COALESCE_MS", default=20)
+
+# --- Idempotency-Key (canvas/core/idempotency.py) ------------------------------------------
+
+# A key answers the same request again for this long (seconds).
+IDEMPOTENCY_KEY_TTL = env.int("IDEMPOTENCY_KEY_TTL", default=24 * 3600)
+
+# --- Celery (WORKFLOW_EXECUTOR=celery; canvas/celery.py, docs/deploy.md) ---------------------
+
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
+if WORKFLOW_EXECUTOR == "celery" and not CELERY_BROKER_URL:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("WORKFLOW_EXECUTOR=celery needs CELERY_BROKER_URL (or REDIS_URL).")
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# A task is a wake-up; its outcome is the execution row: no result backend.
+CELERY_TASK_IGNORE_RESULT = True
+# Acknowledged when it ends, so a worker that dies holding it does not lose it; one message
+# reserved per free slot, so a busy worker does not hoard runs that an idle one could take.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Threads, not prefork: measured in docs/deploy.md (the engine already runs its nodes in threads).
+CELERY_WORKER_POOL = env("CELERY_WORKER_POOL", default="threads")
+CELERY_WORKER_CONCURRENCY = env.int(
+    "CELERY_WORKER_CONCURRENCY", default=WORKFLOW_MAX_CONCURRENT_EXECUTIONS
+)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Redis gives an unacknowledged task to another worker after this long: longer than the
+    # longest allowed run, or a long run would be delivered twice (harmless, the row is
+    # claimed, but wasted). A dead worker's run is taken over by the heartbeat sweep long before.
+    "visibility_timeout": int(WORKFLOW_EXECUTION_TIMEOUT) + 600,
+    "socket_connect_timeout": 5,
+}
+# Broker connection lost: reconnect, forever, and keep running tasks going meanwhile.
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# A start request while the broker is down gives up after about a second; its run stays
+# queued and the recovery sweep sends it again.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.25,
+    "interval_max": 0.5,
+}
+# No remote control, task events, gossip, mingle or worker heartbeat (the last three forced off
+# in canvas/celery.py): their pub/sub channels crash the worker in a Redis outage (kombu
+# issue 582). Flower needs events and remote control: see docs/deploy.md.
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+CELERY_WORKER_SEND_TASK_EVENTS = False
+CELERY_TASK_SEND_SENT_EVENT = False
+# Django's LOGGING stays in charge of the worker's log.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Chat ---------------------------------------------------------------------------------
 

@@ -35,3 +35,18 @@ def message_list(*, conversation: Conversation) -> QuerySet[Message]:
 
 def message_streaming_for_conversation(*, conversation: Conversation) -> QuerySet[Message]:
     return Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING)
+
+
+def message_pair_for_user(*, user, message_id: Any) -> tuple[Message, Message | None]:
+    """A user's message and the reply after it (``None`` when there is none any more)."""
+    message = (
+        Message.objects.select_related("conversation")
+        .filter(pk=message_id, conversation__owner=user)
+        .first()
+    )
+    if message is None:
+        raise NotFoundError("No such message.")
+    reply = Message.objects.filter(
+        conversation=message.conversation, position=message.position + 1
+    ).first()
+    return message, reply

@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from canvas.core.events import CHAT_DONE, conversation_topic
 from canvas.core.exceptions import ApplicationError
+from canvas.core.idempotency import IdempotencyRecord
 from canvas.core.publisher import publish_on_commit
 from chat.models import TITLE_MAX_LENGTH, ChatProvider, Conversation, Message
 from chat.selectors import conversation_get_for_user, message_streaming_for_conversation
@@ -218,10 +219,13 @@ def _touch(conversation: Conversation, **fields: Any) -> None:
 
 
 @transaction.atomic
-def message_begin(*, user, conversation_id: Any, content: Any) -> Turn:
+def message_begin(
+    *, user, conversation_id: Any, content: Any, idempotency: IdempotencyRecord | None = None
+) -> Turn:
     """Store the user's message and an empty ``streaming`` reply; return the turn to run.
 
-    The conversation gets a title from its first message when it has none.
+    The conversation gets a title from its first message when it has none. The request's
+    ``idempotency`` key, if any, is linked to the user's message in the same transaction.
     """
     content = _clean_content(content)
     conversation = conversation_get_for_user(user=user, conversation_id=conversation_id, lock=True)
@@ -245,6 +249,8 @@ def message_begin(*, user, conversation_id: Any, content: Any) -> Turn:
         _touch(conversation)
     else:
         _touch(conversation, title=_title_from(content)[:TITLE_MAX_LENGTH])
+    if idempotency is not None:
+        idempotency.link(user_message.id)
     return Turn(
         conversation=conversation,
         user_message=user_message,

@@ -22,6 +22,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from canvas.core.exceptions import NotFoundError
+from canvas.core.idempotency import idempotent
 from canvas.core.pagination import NewestPageCursorPagination
 from canvas.core.throttles import ChatThrottle
 from canvas.core.viewsets import OwnerScopedViewSet
@@ -160,13 +161,19 @@ class ConversationViewSet(OwnerScopedViewSet):
         )
         return paginator.get_paginated_response(MessageSerializer(page, many=True).data)
 
-    def _send(self, request):
+    @idempotent(
+        replay=lambda request, message_id: _message_pair_response(request.user, message_id),
+        # A reply streams for up to the provider's read timeout; a retry meanwhile is a 409.
+        in_flight_seconds=settings.HTTP_READ_TIMEOUT + 60,
+    )
+    def _send(self, request, *, idempotency):
         data = MessageInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         turn = services.message_begin(
             user=request.user,
             conversation_id=self.kwargs["pk"],
             content=data.validated_data["content"],
+            idempotency=idempotency,
         )
         return self._run(turn)
 
@@ -195,3 +202,15 @@ class ConversationViewSet(OwnerScopedViewSet):
             },
             status=status.HTTP_201_CREATED,
         )
+
+
+def _message_pair_response(user, message_id) -> Response:
+    """The answer of a message POST whose first answer was lost, from what it stored."""
+    message, reply = selectors.message_pair_for_user(user=user, message_id=message_id)
+    return Response(
+        {
+            "user_message": MessageSerializer(message).data,
+            "assistant_message": MessageSerializer(reply).data if reply else None,
+        },
+        status=status.HTTP_201_CREATED,
+    )

@@ -32,6 +32,8 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import InterfaceError as DbInterfaceError
+from django.db import OperationalError as DbOperationalError
 from django.utils import timezone
 
 from workflows.cache import cache_key
@@ -136,8 +138,13 @@ class ExecutionRunner:
         try:
             self._load(claimed)
             return self._main()
-        except LostOwnership:
-            logger.warning("execution %s: ownership lost; stopping", self.execution_id)
+        except (LostOwnership, DbOperationalError, DbInterfaceError) as exc:
+            # Taken over, or the database went away (a restart, a failover): nothing to record
+            # now. A run still ours goes stale and the sweep resumes it after its last finished
+            # node once the database is back.
+            logger.warning(
+                "execution %s stopped: %s: %s", self.execution_id, type(exc).__name__, exc
+            )
             self.inflight.cancel_all()
             return None
         except Exception as exc:

@@ -1,40 +1,41 @@
-"""Where executions run: ``WORKFLOW_EXECUTOR=inline`` or ``channels``.
+"""Where executions run: ``WORKFLOW_EXECUTOR=inline`` or ``celery``.
 
 - ``inline`` (default): a bounded thread pool (``WORKFLOW_MAX_CONCURRENT_EXECUTIONS``) in the
   serving process.
-- ``channels``: ``{"type": "execute", "execution": id}`` goes to the channel
-  ``workflows.execute``; ``manage.py runworker workflows.execute`` processes serve it
-  (``workflows.consumers.ExecuteConsumer``), on any number of machines.
+- ``celery``: the execution's id goes to the broker as the task ``workflows.execute``
+  (``workflows/tasks.py``); ``celery -A canvas worker`` processes run it, on any number of
+  machines (``canvas/celery.py``).
 
 A dispatch is a wake-up, never the source of truth: the engine claims a run with a conditional
-update, so a duplicate message does nothing and a lost one is sent again by the recovery sweep
-(``workflows/recovery.py``).
+update (``workflows/lease.py``), so a duplicate does nothing, and a dispatch that could not be
+sent (the broker down) or was lost is sent again by the recovery sweep
+(``workflows/recovery.py``), which the serving process (inline) or every worker (celery) runs
+at start and every ``WORKFLOW_RECOVERY_INTERVAL`` seconds.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+from celery import current_app
 from django.conf import settings
 
 from workflows.engine import execution_run
+from workflows.tasks import EXECUTE_TASK
 
 logger = logging.getLogger(__name__)
-
-EXECUTE_CHANNEL = "workflows.execute"
 
 
 class InlineExecutor:
     def __init__(self, max_workers: int):
         self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="wf-exec")
 
-    def dispatch(self, execution_id: uuid.UUID | str) -> None:
+    def dispatch(self, execution_id: uuid.UUID | str) -> bool:
         self.pool.submit(_run_logged, str(execution_id))
+        return True
 
 
 def _run_logged(execution_id: str) -> None:
@@ -44,48 +45,34 @@ def _run_logged(execution_id: str) -> None:
         logger.exception("execution %s crashed its executor thread", execution_id)
 
 
-class _LoopThread:
-    """One long-lived event loop for this process's channel-layer sends (channels-redis keeps
-    a connection pool per loop: a loop per call would leak them)."""
+class CeleryExecutor:
+    """Sends ``workflows.execute`` to the broker (``CELERY_BROKER_URL``).
 
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, name="wf-dispatch", daemon=True).start()
+    ``app``: the Celery app to send with (default: the current one, ``canvas.celery.app``,
+    loaded with the ``canvas`` package; tests pass one bound to a broker of their own).
+    """
 
-    def run(self, coro, timeout: float = 10.0):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+    def __init__(self, app=None):
+        self.app = app
+
+    def dispatch(self, execution_id: uuid.UUID | str) -> bool:
+        """Send the wake-up; False when the broker cannot take it (the run stays queued and
+        the recovery sweep sends it again), never an exception: the run is committed."""
+        try:
+            (self.app or current_app).send_task(EXECUTE_TASK, args=[str(execution_id)])
+        except Exception as exc:  # kombu.exceptions.OperationalError, redis errors, ...
+            logger.warning(
+                "could not send execution %s to the broker (%s: %s); the recovery sweep "
+                "sends it again",
+                execution_id,
+                type(exc).__name__,
+                exc,
+            )
+            return False
+        return True
 
 
-class ChannelsExecutor:
-    def __init__(self):
-        self._loop: _LoopThread | None = None
-        self._lock = threading.Lock()
-
-    def dispatch(self, execution_id: uuid.UUID | str) -> None:
-        from channels.exceptions import ChannelFull
-        from channels.layers import get_channel_layer
-
-        with self._lock:
-            if self._loop is None:
-                self._loop = _LoopThread()
-        layer = get_channel_layer()
-        message = {"type": "execute", "execution": str(execution_id)}
-        # channels-redis refuses a send past the channel's capacity (100 by default): give the
-        # workers a moment to drain it, then leave the run to the recovery sweep (it stays
-        # queued, and queued runs older than WORKFLOW_STALE_AFTER are dispatched again).
-        for pause in (0.05, 0.1, 0.2, 0.4, None):
-            try:
-                self._loop.run(layer.send(EXECUTE_CHANNEL, message))
-                return
-            except ChannelFull:
-                if pause is None:
-                    logger.warning(
-                        "%s is full; execution %s waits for the recovery sweep",
-                        EXECUTE_CHANNEL,
-                        execution_id,
-                    )
-                    return
-                time.sleep(pause)
+EXECUTORS = {"inline", "celery"}
 
 
 _executor = None
@@ -97,12 +84,12 @@ def get_executor():
     with _executor_lock:
         if _executor is None:
             kind = settings.WORKFLOW_EXECUTOR
-            if kind == "channels":
-                _executor = ChannelsExecutor()
+            if kind == "celery":
+                _executor = CeleryExecutor()
             elif kind == "inline":
                 _executor = InlineExecutor(settings.WORKFLOW_MAX_CONCURRENT_EXECUTIONS)
             else:
-                raise ValueError(f"WORKFLOW_EXECUTOR must be 'inline' or 'channels', not {kind!r}")
+                raise ValueError(f"WORKFLOW_EXECUTOR must be 'inline' or 'celery', not {kind!r}")
         return _executor
 
 

@@ -1,10 +1,11 @@
 """The recovery sweep: runs that need a worker are dispatched again.
 
-Every server process (Daphne, ``runworker``, ``runserver``) runs the sweep when it starts and
-then every ``WORKFLOW_RECOVERY_INTERVAL`` seconds (``background_start``, called by
-``canvas/asgi.py``); ``manage.py recover_executions`` runs it on demand. It also prunes the
-output cache now and then, and runs the other apps' sweeps (``canvas.core.sweeps``: chat
-replies whose process died).
+The processes that run executions run the sweep when they start and then every
+``WORKFLOW_RECOVERY_INTERVAL`` seconds (``background_start``): with ``WORKFLOW_EXECUTOR=inline``
+the server process (Daphne, ``runserver``; called by ``canvas/asgi.py``), with ``celery`` every
+worker (called by ``canvas/celery.py`` once the worker is ready). ``manage.py
+recover_executions`` runs it on demand. It also prunes the output cache now and then, and runs
+the other apps' sweeps (``canvas.core.sweeps``: chat replies whose process died).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -25,16 +27,24 @@ from workflows.services import execution_dispatch
 
 logger = logging.getLogger(__name__)
 
+# A periodic sweep re-sends the same run at most once per RESEND_AFTER × WORKFLOW_STALE_AFTER.
+RESEND_AFTER = 3
 
-def executions_recover(*, dispatch: bool = True) -> dict[str, list[str]]:
+
+def executions_recover(
+    *, dispatch: bool = True, sent: dict[str, float] | None = None
+) -> dict[str, list[str]]:
     """Find runs that need a worker and dispatch them again.
 
-    - ``running`` with a heartbeat older than ``WORKFLOW_STALE_AFTER``: its worker died; the
-      next claimer resumes it after its last finished node.
-    - ``queued`` for longer than ``WORKFLOW_STALE_AFTER``: its dispatch was probably lost
-      (channels-redis drops messages past their expiry, SIGKILL loses a read message).
+    - ``running`` with a heartbeat older than ``WORKFLOW_STALE_AFTER``: its worker died (or
+      lost the database); the next claimer resumes it after its last finished node.
+    - ``queued`` for longer than ``WORKFLOW_STALE_AFTER``: its dispatch was probably lost (the
+      broker was down when it was sent, or lost its queue in a restart).
 
-    Dispatching is a wake-up; the conditional claim makes a duplicate harmless.
+    Dispatching is a wake-up; the conditional claim makes a duplicate harmless. ``sent`` is a
+    periodic caller's memory (id → ``time.monotonic()`` of its last re-send): an id re-sent
+    less than ``RESEND_AFTER`` × ``WORKFLOW_STALE_AFTER`` ago is not sent again, so a backlog
+    waiting in the broker is not duplicated by every sweep.
     """
     now = timezone.now()
     cutoff = now - timedelta(seconds=settings.WORKFLOW_STALE_AFTER)
@@ -54,9 +64,18 @@ def executions_recover(*, dispatch: bool = True) -> dict[str, list[str]]:
         .order_by("queued_at")[:500]
     )
     if dispatch:
+        if sent is not None:
+            for key in set(sent) - {str(i) for i in [*stale, *lost]}:
+                del sent[key]
+        clock = time.monotonic()
+        resend_after = RESEND_AFTER * settings.WORKFLOW_STALE_AFTER
         for execution_id in [*stale, *lost]:
+            key = str(execution_id)
+            if sent is not None and key in sent and clock - sent[key] < resend_after:
+                continue
             try:
-                execution_dispatch(execution_id=execution_id)
+                if execution_dispatch(execution_id=execution_id) and sent is not None:
+                    sent[key] = clock
             except Exception:
                 logger.exception("could not dispatch execution %s", execution_id)
     if stale or lost:
@@ -72,27 +91,30 @@ _background_stop = threading.Event()
 
 
 def _is_server_process() -> bool:
-    # `daphne app`, `python -m daphne app` (argv[0] is daphne/__main__.py), `manage.py runworker`.
+    # `daphne app`, `python -m daphne app` (argv[0] is daphne/__main__.py), `manage.py runserver`.
     program = sys.argv[0] if sys.argv else ""
     parts = program.replace("\\", "/").split("/")
     servers = ("daphne", "uvicorn", "hypercorn")
-    return any(part.startswith(servers) for part in parts[-2:]) or any(
-        arg in ("runworker", "runserver") for arg in sys.argv[1:3]
-    )
+    return any(part.startswith(servers) for part in parts[-2:]) or "runserver" in sys.argv[1:3]
 
 
-def background_start(*, force: bool = False) -> bool:
+def background_start(*, worker: bool = False) -> bool:
     """Start the recovery sweep thread once per process (at start, then periodically).
 
-    With ``WORKFLOW_BACKGROUND=auto`` only server processes (daphne, runworker, runserver)
-    start it, so importing ``canvas.asgi`` elsewhere (tests, shells) starts nothing.
+    Who sweeps is who runs executions: with ``WORKFLOW_EXECUTOR=inline`` the server process
+    (daphne, runserver; ``asgi.py`` calls this), with ``celery`` every worker (``worker=True``
+    from ``canvas/celery.py``). ``WORKFLOW_BACKGROUND=0`` turns it off, ``1`` forces it on in
+    any process that calls this; importing ``canvas.asgi`` elsewhere (tests, shells) starts
+    nothing.
     """
     global _background
     mode = str(settings.WORKFLOW_BACKGROUND).lower()
-    if not force and (
-        mode in ("0", "false", "off", "no") or (mode == "auto" and not _is_server_process())
-    ):
+    if mode in ("0", "false", "off", "no"):
         return False
+    if mode == "auto":
+        runs_here = worker if settings.WORKFLOW_EXECUTOR == "celery" else _is_server_process()
+        if not runs_here:
+            return False
     with _background_lock:
         if _background is not None:
             return False
@@ -104,16 +126,17 @@ def background_start(*, force: bool = False) -> bool:
 def _recovery_loop() -> None:
     interval = settings.WORKFLOW_RECOVERY_INTERVAL
     sweeps = 0
+    sent: dict[str, float] = {}  # what this loop re-sent, and when
     while not _background_stop.is_set():
         try:
-            executions_recover()
+            executions_recover(sent=sent)
             sweeps_run()
             sweeps += 1
             if sweeps % 100 == 1:
                 cache_prune()
-        except Exception:
-            # The database may be starting up or not migrated yet: try again later.
-            logger.warning("recovery sweep failed", exc_info=True)
+        except Exception as exc:
+            # The database may be down, starting up or not migrated yet: try again later.
+            logger.warning("recovery sweep failed: %s: %s", type(exc).__name__, exc)
         finally:
             close_old_connections()
         _background_stop.wait(interval)

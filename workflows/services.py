@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from canvas.core import events
 from canvas.core.exceptions import ApplicationError
+from canvas.core.idempotency import IdempotencyRecord
 from graphs.selectors import graph_nodes_and_edges_at_version
 from graphs.validation import validate_document
 from workflows.engine import notify_cancel
@@ -103,14 +104,20 @@ def _document_validation(snapshot: dict[str, Any]) -> dict:
 
 
 def execution_create(
-    *, user, graph, inputs: dict[str, Any] | None = None, dispatch: bool = True
+    *,
+    user,
+    graph,
+    inputs: dict[str, Any] | None = None,
+    dispatch: bool = True,
+    idempotency: IdempotencyRecord | None = None,
 ) -> Execution:
     """Validate the graph and the inputs, snapshot the graph and queue a run of it.
 
     Raises ``ApplicationError`` with the validate error map for an incomplete or invalid
     graph, or with ``{"inputs": [...]}`` for inputs that do not match the input nodes. The run
     is dispatched to the configured executor when the transaction commits (``dispatch=False``:
-    the caller runs it, as ``manage.py run_workflow`` does in the foreground).
+    the caller runs it, as ``manage.py run_workflow`` does in the foreground). The request's
+    ``idempotency`` key, if any, is linked to the run in the same transaction.
     """
     inputs = {} if inputs is None else inputs
     snapshot = graph_snapshot(graph=graph)
@@ -143,14 +150,17 @@ def execution_create(
         log = EventLog(execution.id, last_seq=0)
         log.add(events.EXECUTION_QUEUED, {"status": ExecutionStatus.QUEUED})
         log.write()
+        if idempotency is not None:
+            idempotency.link(execution.id)
         if dispatch:
             transaction.on_commit(lambda: execution_dispatch(execution_id=execution.id))
     return execution
 
 
-def execution_dispatch(*, execution_id: uuid.UUID) -> None:
-    """Hand a queued run to the configured executor (a wake-up: the claim decides)."""
-    get_executor().dispatch(execution_id)
+def execution_dispatch(*, execution_id: uuid.UUID) -> bool:
+    """Hand a queued run to the configured executor (a wake-up: the claim decides). False
+    when it could not be sent: the run stays queued for the recovery sweep."""
+    return get_executor().dispatch(execution_id)
 
 
 def execution_cancel(*, execution: Execution) -> Execution:

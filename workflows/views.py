@@ -9,13 +9,14 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 
-from canvas.core.exceptions import ApplicationError
+from canvas.core.exceptions import ApplicationError, is_outage
+from canvas.core.idempotency import idempotent
 from canvas.core.pagination import ForwardCursorPagination
 from canvas.core.throttles import StartThrottle
 from canvas.core.viewsets import OwnerScopedViewSet
 from graphs.selectors import graph_get_for_user
 from workflows import selectors, services
-from workflows.models import Execution, ExecutionStatus
+from workflows.models import Execution, ExecutionStatus, NodeRun
 from workflows.serializers import (
     EventPageSerializer,
     EventSerializer,
@@ -85,14 +86,32 @@ class GraphExecutionsView(generics.GenericAPIView):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(ExecutionSummarySerializer(page, many=True).data)
 
-    def post(self, request, graph_id):
+    @idempotent(
+        replay=lambda request, execution_id: _execution_accepted(request, execution_id),
+        in_flight_seconds=30,
+    )
+    def post(self, request, graph_id, *, idempotency):
         graph = graph_get_for_user(user=request.user, graph_id=graph_id)
         data = _parse(ExecutionCreateSerializer(data=request.data))
-        execution = services.execution_create(user=request.user, graph=graph, inputs=data["inputs"])
-        execution = selectors.execution_get_for_user(
-            user=request.user, execution_id=execution.id, with_node_runs=True
+        execution = services.execution_create(
+            user=request.user, graph=graph, inputs=data["inputs"], idempotency=idempotency
         )
-        return Response(ExecutionSerializer(execution).data, status=status.HTTP_202_ACCEPTED)
+        try:
+            return _execution_accepted(request, execution.id)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            # The run is committed (and will run): answer it as created, not 503, or a client
+            # that retries would start it twice. Nothing has run yet: no node runs.
+            execution._prefetched_objects_cache = {"node_runs": NodeRun.objects.none()}
+            return Response(ExecutionSerializer(execution).data, status=status.HTTP_202_ACCEPTED)
+
+
+def _execution_accepted(request, execution_id) -> Response:
+    execution = selectors.execution_get_for_user(
+        user=request.user, execution_id=execution_id, with_node_runs=True
+    )
+    return Response(ExecutionSerializer(execution).data, status=status.HTTP_202_ACCEPTED)
 
 
 @extend_schema_view(

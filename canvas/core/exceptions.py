@@ -10,6 +10,8 @@ disallowed ``Host``, a body over the limit, a server fault, in DEBUG too) goes t
 ``canvas.core.middleware.ApiErrorMiddleware`` and ``error_body``.
 """
 
+import logging
+
 from django.conf import settings
 from django.core.exceptions import (
     PermissionDenied,
@@ -24,6 +26,8 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework import status as http_status
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
 
 
 class ApplicationError(Exception):
@@ -74,6 +78,7 @@ _CODES_BY_STATUS = {
     413: ("Request body too large.", "too_large"),
     429: ("Too many requests.", "throttled"),
     500: ("Server error.", "server_error"),
+    503: ("Service unavailable.", "unavailable"),
 }
 
 
@@ -121,6 +126,8 @@ def _api_exception(exc):
 
 
 def exception_handler(exc, context):
+    if is_outage(exc):
+        return unavailable_response(exc)
     if isinstance(exc, ApplicationError) and not isinstance(exc, NotFoundError):
         response_data = {"detail": exc.message, "code": exc.code}
         if exc.errors:
@@ -144,3 +151,63 @@ def exception_handler(exc, context):
     else:
         response.data = error_body(response.status_code, str(_first_leaf(response.data) or ""))
     return response
+
+
+# --- outages: 503, never 500 -----------------------------------------------------------------
+
+# Seconds a client is asked to wait before retrying while the database or Redis is away.
+UNAVAILABLE_RETRY_AFTER = 5
+UNAVAILABLE_DETAIL = (
+    "The service is temporarily unavailable (its database or Redis cannot be reached); retry later."
+)
+
+
+def _outage_types() -> tuple[type[BaseException], ...]:
+    from django.db import InterfaceError, OperationalError
+    from kombu.exceptions import OperationalError as BrokerError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    # psycopg's errors reach here as Django's (its pool's PoolTimeout too: a subclass of
+    # psycopg.OperationalError, wrapped by Django's database wrapper).
+    return (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError, BrokerError)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """The database or Redis (or the broker) could not be reached: not the client's fault."""
+    return isinstance(exc, _outage_types())
+
+
+def unavailable_response(exc: BaseException):
+    """503 ``{"detail", "code": "unavailable"}`` with ``Retry-After`` (the cause is logged)."""
+    from rest_framework.response import Response
+
+    logger.warning("503 unavailable: %s: %s", type(exc).__name__, exc)
+    return Response(
+        error_body(503, UNAVAILABLE_DETAIL),
+        status=503,
+        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
+    )
+
+
+class UnavailableMiddleware:
+    """The same 503 for views outside DRF (pages, admin): JSON under ``/api/``, text elsewhere."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not is_outage(exception):
+            return None
+        from django.http import HttpResponse, JsonResponse
+
+        logger.warning("503 unavailable: %s: %s", type(exception).__name__, exception)
+        if request.path.startswith("/api/"):
+            response = JsonResponse(error_body(503, UNAVAILABLE_DETAIL), status=503)
+        else:
+            response = HttpResponse(UNAVAILABLE_DETAIL, status=503, content_type="text/plain")
+        response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
+        return response

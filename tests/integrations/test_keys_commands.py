@@ -372,14 +372,25 @@ def test_process_daphne_refuses_to_start_with_a_wrong_key(operator_env):
 
 
 def test_process_a_worker_refuses_to_start_with_a_wrong_key(operator_env):
-    # runworker loads canvas.asgi (ASGI_APPLICATION) before it consumes anything.
     env, _ = operator_env
-    result = manage(
-        {**env, "CRYPTOGRAPHY_KEY": "operator-key-wrong"}, "runworker", "workflows.execute"
+    result = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-m", "celery", "-A", "canvas", "worker"],
+        cwd=BASE_DIR,
+        env={
+            **env,
+            "CRYPTOGRAPHY_KEY": "operator-key-wrong",
+            "WORKFLOW_EXECUTOR": "celery",
+            # Nothing listens there: the check runs before the worker connects to its broker.
+            "CELERY_BROKER_URL": "redis://127.0.0.1:9/0",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
     assert result.returncode != 0
     assert "CRYPTOGRAPHY_KEY cannot decrypt 1 API key(s)" in result.stderr
+    assert GROQ_SECRET not in result.stderr
 
 
 def test_process_daphne_serves_with_the_right_key(operator_env):

@@ -1,19 +1,16 @@
-"""Cross-process: a runworker process runs the execution; a client on Daphne sees every event.
+"""Cross-process: a Celery worker runs the execution; a client on Daphne sees every event.
 
-Needs Redis (the layers are the only link between the two processes).
+Needs Redis (the layers are the only link between the two processes for events); the broker
+is a Redis of this module's own (tests/services.py), so no other test run takes its tasks.
 """
 
 import json
-import os
-import subprocess
-import sys
-import time
 
 import pytest
 from websockets.sync.client import connect
 
 from tests.fakes.base import Behaviour
-from tests.live import BASE_DIR, daphne, server_env_for_test_db
+from tests.live import daphne, server_env_for_test_db
 from tests.realtime.test_order_live import order_problems, run_and_watch
 from tests.realtime.test_protocol_live import (
     events_until_final,
@@ -23,6 +20,7 @@ from tests.realtime.test_protocol_live import (
     token_of,
     ws_url,
 )
+from tests.services import RedisServer, celery_worker
 from workflows.models import Execution
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -30,26 +28,19 @@ pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture(scope="module")
 def worker_and_server(django_db_setup, module_ollama):
-    env = server_env_for_test_db(
-        OLLAMA_BASE_URL=module_ollama.url,
-        WORKFLOW_EXECUTOR="channels",
-        LOG_LEVEL="WARNING",
-        REALTIME_HEARTBEAT_SECONDS="1",
-    )
-    worker = subprocess.Popen(  # noqa: S603 - our own manage.py
-        [sys.executable, "manage.py", "runworker", "workflows.execute"],
-        cwd=BASE_DIR,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        with daphne(env) as base_url:
-            time.sleep(1.0)  # the worker subscribes to its channel
-            yield base_url, worker
-    finally:
-        worker.kill()
-        worker.wait(10)
+    with RedisServer().start_context() as broker:
+        env = server_env_for_test_db(
+            OLLAMA_BASE_URL=module_ollama.url,
+            WORKFLOW_EXECUTOR="celery",
+            CELERY_BROKER_URL=broker.url,
+            REALTIME_HEARTBEAT_SECONDS="1",
+        )
+        worker = celery_worker(env)
+        try:
+            with daphne(env) as base_url:
+                yield base_url, worker
+        finally:
+            worker.kill()
 
 
 def test_events_from_a_worker_process_reach_a_socket_on_daphne(

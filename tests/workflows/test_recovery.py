@@ -16,14 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 
 from tests.fakes.base import Behaviour
 from tests.live import server_env_for_test_db
-from tests.workflows.conftest import Target, build_graph, events_of, runs_by_key, wait_for
-from workflows.executors import reset_executor
+from tests.workflows.conftest import Target, build_graph, events_of, runs_by_key
 from workflows.models import Execution, NodeRun
-from workflows.services import execution_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -199,61 +196,6 @@ def test_interrupted_non_get_http_call_fails_as_interrupted(user, processes, set
         assert runs_by_key(graph, execution)["out"].status == "cancelled"
         names = [e for _, e, _ in events_of(execution)]
         assert names[-1] == "execution.failed"
-
-
-@pytest.fixture
-def channels_executor(settings):
-    settings.WORKFLOW_EXECUTOR = "channels"
-    reset_executor()
-    yield
-    reset_executor()
-
-
-@pytest.mark.redis
-def test_runworker_killed_mid_run_and_two_workers_share_the_load(
-    user,
-    fake_ollama,
-    processes,
-    channels_executor,
-):
-    env = {
-        "OLLAMA_BASE_URL": fake_ollama.url,
-        "WORKFLOW_EXECUTOR": "channels",
-        "REDIS_URL": os.environ["REDIS_URL"],
-        "WORKFLOW_MAX_CONCURRENT_EXECUTIONS": "1",
-    }
-    fake_ollama.enqueue(Behaviour(), Behaviour(first_token_delay=60), path="/api/chat")
-    graph = two_call_graph(user)
-    first = spawn("runworker", "workflows.execute", **env)
-    processes.append(first)
-    time.sleep(1.5)  # the worker subscribes to the channel
-    execution = execution_create(user=user, graph=graph, inputs={})
-    kill_during_second_call(first, graph, fake_ollama)
-
-    workers = [spawn("runworker", "workflows.execute", **env) for _ in range(2)]
-    processes.extend(workers)
-    execution = wait_for(execution, timeout=30)
-    assert_resumed_once(graph, execution, fake_ollama)
-    killed_pid = str(first.pid)
-    assert execution.worker.split(":")[1] != killed_pid
-
-    # Several runs at once spread over both live workers (one run at a time each).
-    fake_ollama.enqueue(*[Behaviour(first_token_delay=1.5) for _ in range(8)], path="/api/chat")
-    slow = build_graph(
-        user,
-        {
-            "p": ("text", {"text": "hi"}),
-            "llm": ("llm", {"provider": "ollama", "model": "llama3.2"}),
-        },
-        [("p", "text", "llm", "prompt")],
-        name="slow",
-    )
-    runs = [execution_create(user=user, graph=slow, inputs={}) for _ in range(4)]
-    for run in runs:
-        assert wait_for(run, timeout=30).status == "succeeded"
-    pids = {run.worker.split(":")[1] for run in runs}
-    assert pids == {str(w.pid) for w in workers}
-    assert django_settings.WORKFLOW_EXECUTOR == "channels"
 
 
 def test_run_workflow_streams_tokens_and_ctrl_c_cancels_cleanly(user, fake_ollama, processes):

@@ -1,7 +1,7 @@
 """``manage.py recover_executions``: take over runs whose worker died, re-send lost dispatches.
 
 Workers run the same sweep when they start and every ``WORKFLOW_RECOVERY_INTERVAL`` seconds;
-this command is for operators and cron. With ``WORKFLOW_EXECUTOR=channels`` it re-dispatches
+this command is for operators and cron. With ``WORKFLOW_EXECUTOR=celery`` it re-dispatches
 to the workers; with ``inline`` (or ``--run-here``) it runs the recovered executions in this
 process and waits for them, since an inline pool would die with the command.
 """
