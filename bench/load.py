@@ -139,11 +139,15 @@ class Stack:
         self.daphnes: list = [None, None]
         self.workers: list = [None, None]
         self.meters: list[Cpu] = []
-        for i in range(2):
-            self.start_daphne(i)
-            self.start_worker(i, ready=False)
-        for worker in self.workers:
-            worker.wait_for_output(r"canvas.celery worker \S+ ready", timeout=90)
+        try:
+            for i in range(2):
+                self.start_daphne(i)
+                self.start_worker(i, ready=False)
+            for worker in self.workers:
+                worker.wait_for_output(r"canvas.celery worker \S+ ready", timeout=90)
+        except BaseException:
+            self.stop()
+            raise
 
     def start_daphne(self, i: int) -> None:
         from tests.live import wait_for_port

@@ -10,7 +10,7 @@ worker needs no flag and no other process:
   nothing here uses them;
 - at start it checks ``CRYPTOGRAPHY_KEY`` against the stored keys (as ``asgi.py`` does), and
   once ready it runs the recovery sweep in a thread, at start and every
-  ``WORKFLOW_RECOVERY_INTERVAL`` seconds (``workflows/executors.py``).
+  ``WORKFLOW_RECOVERY_INTERVAL`` seconds (``workflows/recovery.py``).
 """
 
 from __future__ import annotations

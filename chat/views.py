@@ -23,6 +23,7 @@ from rest_framework.response import Response
 
 from canvas.core.exceptions import NotFoundError
 from canvas.core.idempotency import idempotent
+from canvas.core.idempotency import schema_parameter as idempotency_header
 from canvas.core.pagination import NewestPageCursorPagination
 from canvas.core.throttles import ChatThrottle
 from canvas.core.viewsets import OwnerScopedViewSet
@@ -142,8 +143,14 @@ class ConversationViewSet(OwnerScopedViewSet):
     @extend_schema(
         methods=["POST"],
         summary="Send a message; answers with it and the reply (a failed reply is stored too)",
+        parameters=[idempotency_header()],
         request=MessageInputSerializer,
-        responses={201: MessagePairSerializer},
+        responses={
+            201: MessagePairSerializer,
+            409: OpenApiTypes.OBJECT,
+            422: OpenApiTypes.OBJECT,
+            503: OpenApiTypes.OBJECT,
+        },
     )
     @action(detail=True, methods=["get", "post"])
     def messages(self, request, pk=None):

@@ -207,7 +207,11 @@ def celery_worker(env: dict[str, str], *, ready: bool = True) -> Process:
         {"WORKFLOW_EXECUTOR": "celery", "LOG_LEVEL": "INFO", **env},
     )
     if ready:
-        worker.wait_for_output(READY, timeout=60)
+        try:
+            worker.wait_for_output(READY, timeout=60)
+        except BaseException:
+            worker.kill()  # never leave a worker holding the test database
+            raise
     return worker
 
 

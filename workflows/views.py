@@ -11,6 +11,7 @@ from rest_framework.serializers import Serializer
 
 from canvas.core.exceptions import ApplicationError, is_outage
 from canvas.core.idempotency import idempotent
+from canvas.core.idempotency import schema_parameter as idempotency_header
 from canvas.core.pagination import ForwardCursorPagination
 from canvas.core.throttles import StartThrottle
 from canvas.core.viewsets import OwnerScopedViewSet
@@ -59,9 +60,16 @@ class EventPagination(ForwardCursorPagination):
     post=extend_schema(
         summary="Run the graph",
         description="Validates the graph and the inputs, snapshots the graph and queues the run.",
-        parameters=[GRAPH_ID],
+        parameters=[GRAPH_ID, idempotency_header()],
         request=ExecutionCreateSerializer,
-        responses={202: ExecutionSerializer, **BAD_REQUEST, **NOT_FOUND},
+        responses={
+            202: ExecutionSerializer,
+            **BAD_REQUEST,
+            **NOT_FOUND,
+            409: OpenApiTypes.OBJECT,
+            422: OpenApiTypes.OBJECT,
+            503: OpenApiTypes.OBJECT,
+        },
     ),
 )
 class GraphExecutionsView(generics.GenericAPIView):

@@ -50,6 +50,21 @@ KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,255}")
 NOT_STORED = {409, 429}
 
 
+def schema_parameter():
+    """The header, for a view's OpenAPI schema (drf-spectacular)."""
+    from drf_spectacular.utils import OpenApiParameter
+
+    return OpenApiParameter(
+        HEADER,
+        str,
+        OpenApiParameter.HEADER,
+        required=False,
+        description="Send the same key to retry safely: the same key and body within 24 h "
+        "answers the first response again (Idempotent-Replayed: true); another body 422; "
+        "while the first is in flight 409.",
+    )
+
+
 def _error(status: int, detail: str, code: str) -> Response:
     return Response({"detail": detail, "code": code}, status=status)
 
