@@ -47,7 +47,8 @@ def test_events_from_a_worker_process_reach_a_socket_on_daphne(
     worker_and_server, module_ollama, user
 ):
     served, worker = worker_and_server
-    module_ollama.enqueue(Behaviour(token_interval=0.02), path="/api/chat")
+    # Tokens are live only (never replayed): the first waits until the socket has subscribed.
+    module_ollama.enqueue(Behaviour(first_token_delay=1.0, token_interval=0.02), path="/api/chat")
     graph = llm_graph(user, name="cross")
     with connect(ws_url(served, f"?token={token_of(user)}")) as ws:
         execution_id = start_run(served, user, graph)
