@@ -25,6 +25,7 @@ from canvas.core.exceptions import NotFoundError
 from canvas.core.idempotency import idempotent
 from canvas.core.idempotency import schema_parameter as idempotency_header
 from canvas.core.pagination import NewestPageCursorPagination
+from canvas.core.schema import idempotency_responses
 from canvas.core.throttles import ChatThrottle
 from canvas.core.viewsets import OwnerScopedViewSet
 from chat import replies, selectors, services
@@ -147,9 +148,7 @@ class ConversationViewSet(OwnerScopedViewSet):
         request=MessageInputSerializer,
         responses={
             201: MessagePairSerializer,
-            409: OpenApiTypes.OBJECT,
-            422: OpenApiTypes.OBJECT,
-            503: OpenApiTypes.OBJECT,
+            **idempotency_responses(),
         },
     )
     @action(detail=True, methods=["get", "post"])

@@ -13,6 +13,7 @@ from canvas.core.exceptions import ApplicationError, is_outage
 from canvas.core.idempotency import idempotent
 from canvas.core.idempotency import schema_parameter as idempotency_header
 from canvas.core.pagination import ForwardCursorPagination
+from canvas.core.schema import idempotency_responses
 from canvas.core.throttles import StartThrottle
 from canvas.core.viewsets import OwnerScopedViewSet
 from graphs.selectors import graph_get_for_user
@@ -66,9 +67,7 @@ class EventPagination(ForwardCursorPagination):
             202: ExecutionSerializer,
             **BAD_REQUEST,
             **NOT_FOUND,
-            409: OpenApiTypes.OBJECT,
-            422: OpenApiTypes.OBJECT,
-            503: OpenApiTypes.OBJECT,
+            **idempotency_responses(),
         },
     ),
 )

@@ -2,9 +2,9 @@
 
 ``CanvasAutoSchema`` (``DEFAULT_SCHEMA_CLASS``) adds, to each operation that does not declare
 them itself, ``{"detail", "code", "errors"?}`` bodies for 400 and 404 (every operation), 401
-and 403 (operations that need a user), 413 and 415 (operations that take a body) and 429
-(throttled operations), so a client, and schemathesis in the suite, can rely on the schema for
-every status the server answers.
+and 403 (operations that need a user), 413 and 415 (operations that take a body), 429
+(throttled operations) and 503 (every operation: the database or Redis is away), so a client,
+and schemathesis in the suite, can rely on the schema for every status the server answers.
 """
 
 from __future__ import annotations
@@ -34,8 +34,14 @@ _DESCRIPTIONS = {
     404: "Not found, or not yours.",
     413: "`too_large`: the body is over the limit.",
     415: "`unsupported_media_type`.",
+    409: "`idempotency_in_flight`: a request with this `Idempotency-Key` is still being handled.",
+    422: "`idempotency_key_reused`: this `Idempotency-Key` was sent with another request.",
     429: "`throttled`: too many requests; `Retry-After` says when to try again.",
+    503: "`unavailable`: the database or Redis cannot be reached; `Retry-After` says when to "
+    "try again.",
 }
+# The statuses an operation taking ``Idempotency-Key`` adds (``idempotency_responses``).
+IDEMPOTENCY_STATUSES = (409, 422)
 _BODY_METHODS = ("POST", "PUT", "PATCH")
 
 
@@ -61,6 +67,7 @@ class CanvasAutoSchema(AutoSchema):
             statuses += [413, 415]
         if self._throttled():
             statuses.append(429)
+        statuses.append(503)
         return statuses
 
     def _needs_a_user(self) -> bool:
@@ -69,3 +76,11 @@ class CanvasAutoSchema(AutoSchema):
     def _throttled(self) -> bool:
         # The mock request of schema generation carries the operation's method and action.
         return bool(self.view.get_throttles())
+
+
+def idempotency_responses() -> dict:
+    """``responses`` entries (409, 422) for an operation that honours ``Idempotency-Key``."""
+    return {
+        status: OpenApiResponse(ApiErrorSerializer, description=_DESCRIPTIONS[status])
+        for status in IDEMPOTENCY_STATUSES
+    }
