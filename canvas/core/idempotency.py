@@ -78,6 +78,24 @@ def _fingerprint(request) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def is_replay(request) -> bool:
+    """The request carries a key whose first request (same user, method, path and body) has
+    its answer stored: it will be answered from the row and creates nothing. The start
+    throttles do not count it (``canvas.core.throttles``)."""
+    key = request.headers.get(HEADER)
+    user = getattr(request, "user", None)
+    if key is None or not KEY_PATTERN.fullmatch(key) or not (user and user.is_authenticated):
+        return False
+    expired = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL)
+    return IdempotencyKey.objects.filter(
+        owner=user,
+        key=key,
+        fingerprint=_fingerprint(request),
+        status_code__isnull=False,
+        created_at__gte=expired,
+    ).exists()
+
+
 class IdempotencyRecord:
     """The key row of the request being handled; services call ``link`` inside the
     transaction that creates the resource."""

@@ -4,7 +4,8 @@ Scopes: ``auth`` (``POST /api/auth/token/``, counted per client address and, sep
 username), ``start`` (run starts), ``chat`` (message sends and regenerations) and ``keys``
 (key writes), each counted per user. The counters live in Django's default cache: Redis when
 ``REDIS_URL`` is set, so every process of a deployment shares them. A scope whose rate is
-``None`` is not throttled. A refusal is DRF's ``Throttled``: 429 ``{"detail", "code":
+``None`` is not throttled. A replayed ``Idempotency-Key`` request (``start``, ``chat``) is not
+counted. A refusal is DRF's ``Throttled``: 429 ``{"detail", "code":
 "throttled"}`` with ``Retry-After``.
 """
 
@@ -32,11 +33,25 @@ class ScopedThrottle(SimpleRateThrottle):
         return f"throttle:{self.scope}:{ident}"
 
 
-class StartThrottle(ScopedThrottle):
+class StartingThrottle(ScopedThrottle):
+    """For POSTs that honour ``Idempotency-Key``: a replay of a request whose answer is stored
+    is neither refused nor counted (it creates nothing, and a client retrying after a lost
+    answer must get that answer, not a 429). A retry while the first is in flight (409) or
+    with another body (422) is counted like any request."""
+
+    def allow_request(self, request, view):
+        from canvas.core.idempotency import is_replay
+
+        if self.rate is not None and is_replay(request):
+            return True
+        return super().allow_request(request, view)
+
+
+class StartThrottle(StartingThrottle):
     scope = "start"
 
 
-class ChatThrottle(ScopedThrottle):
+class ChatThrottle(StartingThrottle):
     scope = "chat"
 
 

@@ -128,6 +128,25 @@ def test_a_lost_answer_is_replayed_from_the_committed_run(api_client, graph):
     assert Execution.objects.count() == 1
 
 
+def test_a_replay_is_not_throttled_nor_counted(api_client, graph, settings):
+    # One start a minute: the second new run is refused, a replay of the first is not.
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "start": "1/min"}
+    first = start(api_client, graph, {"who": "ann"}, key="once")
+    assert first.status_code == 202, first.content
+
+    replays = [start(api_client, graph, {"who": "ann"}, key="once") for _ in range(3)]
+    other_body = start(api_client, graph, {"who": "bob"}, key="once")
+    new_run = start(api_client, graph, {"who": "ann"}, key="twice")
+
+    assert [r.status_code for r in replays] == [202, 202, 202]
+    assert all(r["Idempotent-Replayed"] == "true" for r in replays)
+    # Not a replay: counted, and over the rate.
+    assert other_body.status_code == 429
+    assert new_run.status_code == 429
+    assert new_run.json()["code"] == "throttled"
+    assert Execution.objects.count() == 1
+
+
 def test_chat_message_in_flight_is_409_then_replayed(live_server, user, fake_ollama, settings):  # noqa: F811
     settings.OLLAMA_BASE_URL = fake_ollama.url
     fake_ollama.enqueue(Behaviour(first_token_delay=1.5), path="/api/chat")
