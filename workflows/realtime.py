@@ -9,16 +9,12 @@ from channels.db import database_sync_to_async
 from django.db.models import Max
 
 from canvas.core import events, realtime
-from canvas.core.exceptions import ApplicationError
+from canvas.core.exceptions import ApplicationError, NotFoundError
 from graphs.registry import UnknownNodeType
 from workflows.events import event_as_message
-from workflows.models import TERMINAL_STATUSES, ExecutionEvent
+from workflows.models import TERMINAL_STATUSES, Execution, ExecutionEvent
 from workflows.nodes.base import node_class
-from workflows.selectors import (
-    EVENTS_PAGE_SIZE,
-    execution_get_for_user,
-    execution_node_statuses,
-)
+from workflows.selectors import EVENTS_PAGE_SIZE, execution_node_statuses
 from workflows.services import execution_cancel_for_user
 
 FINAL_EVENTS = events.EXECUTION_FINAL_EVENTS
@@ -61,30 +57,39 @@ class ExecutionTopic(realtime.Topic):
         return None
 
     def open(self, *, user, object_id: uuid.UUID, after: int | None) -> realtime.Opened:
-        execution = execution_get_for_user(user=user, execution_id=object_id)
         # The group was joined before this read, so anything committed from now on also
-        # arrives live. Read last_seq before the statuses: the snapshot is then at least as
-        # new as last_seq.
-        last_seq = self._last_seq(execution.pk)
-        execution.refresh_from_db(fields=["status"])
+        # arrives live. Read last_seq before the status and node statuses: the snapshot is
+        # then at least as new as last_seq. (last_seq of a run that is not the user's is read
+        # and dropped: the status read that follows is the ownership check.)
+        last_seq = self._last_seq(object_id)
+        status = (
+            Execution.objects.filter(owner=user, pk=object_id)
+            .values_list("status", flat=True)
+            .first()
+        )
+        if status is None:
+            raise NotFoundError("Execution not found.")
         snapshot = {
-            "status": execution.status,
-            "nodes": execution_node_statuses(execution=execution),
+            "status": status,
+            "nodes": execution_node_statuses(execution_id=object_id),
             "last_seq": last_seq,
         }
         if after is None:
             replay, sent = [], last_seq
         else:
             replay, cursor = [], after
-            while page := self.events_after(object_id=execution.pk, after=cursor):
+            while True:
+                page = self.events_after(object_id=object_id, after=cursor)
                 replay += page
+                if len(page) < EVENTS_PAGE_SIZE:
+                    break
                 cursor = page[-1]["seq"]
-            sent = cursor
+            sent = replay[-1]["seq"] if replay else after
         # Nothing more will come once the terminal event was sent; otherwise the consumer
         # keeps checking the tail on its heartbeat.
         final = bool(replay) and replay[-1]["event"] in FINAL_EVENTS
-        if after is None and execution.status in TERMINAL_STATUSES:
-            final = self._last_seq(execution.pk) == last_seq
+        if after is None and status in TERMINAL_STATUSES:
+            final = self._last_seq(object_id) == last_seq
         return realtime.Opened(snapshot=snapshot, events=replay, last_seq=sent, final=final)
 
     @staticmethod

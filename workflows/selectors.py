@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db.models import F, Prefetch, QuerySet
 
 from canvas.core.exceptions import NotFoundError
@@ -24,7 +26,10 @@ def execution_list(*, user, graph_id=None, status: str | None = None) -> QuerySe
 def execution_get_for_user(*, user, execution_id, with_node_runs: bool = False) -> Execution:
     execution_id = parse_id(execution_id, what="execution")
     qs = Execution.objects.filter(owner=user, pk=execution_id)
-    if with_node_runs:
+    if not with_node_runs:
+        # The snapshot (the whole graph) only names the node runs (their labels).
+        qs = qs.defer("snapshot")
+    else:
         qs = qs.prefetch_related(
             # Run order: by start (nodes that never started last, on every database).
             Prefetch(
@@ -45,11 +50,11 @@ def execution_events(*, execution: Execution, after: int = 0) -> QuerySet[Execut
     return ExecutionEvent.objects.filter(execution=execution, seq__gt=after)
 
 
-def execution_node_statuses(*, execution: Execution) -> dict[str, str]:
+def execution_node_statuses(*, execution_id: uuid.UUID) -> dict[str, str]:
     """``{node id: status}`` of the nodes that have a run (the realtime snapshot)."""
     return {
         str(node_id): status
-        for node_id, status in NodeRun.objects.filter(execution=execution).values_list(
+        for node_id, status in NodeRun.objects.filter(execution_id=execution_id).values_list(
             "node_id", "status"
         )
     }
