@@ -11,7 +11,7 @@ from django.db.models import Max
 from canvas.core import events, realtime
 from canvas.core.exceptions import ApplicationError, NotFoundError
 from graphs.registry import UnknownNodeType
-from workflows.events import event_as_message
+from workflows.events import STORED_FIELDS, stored_messages
 from workflows.models import TERMINAL_STATUSES, Execution, ExecutionEvent
 from workflows.nodes.base import node_class
 from workflows.selectors import EVENTS_PAGE_SIZE, execution_node_statuses
@@ -113,10 +113,12 @@ class ExecutionTopic(realtime.Topic):
     def events_after(
         self, *, object_id: uuid.UUID, after: int, limit: int = EVENTS_PAGE_SIZE
     ) -> list[dict[str, Any]]:
-        rows = ExecutionEvent.objects.filter(execution_id=object_id, seq__gt=after).order_by("seq")[
-            :limit
-        ]
-        return [event_as_message(row) for row in rows]
+        rows = (
+            ExecutionEvent.objects.filter(execution_id=object_id, seq__gt=after)
+            .order_by("seq")
+            .values_list(*STORED_FIELDS)[:limit]
+        )
+        return stored_messages(object_id, rows)
 
 
 @realtime.message_handler("execution.cancel")

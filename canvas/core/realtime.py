@@ -22,10 +22,12 @@ piece of a stream before the stream's end on each socket, whichever path the end
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from django.utils import timezone
 from rest_framework import serializers
 
 from canvas.core.events import group_name, topic_name
@@ -114,10 +116,14 @@ BUILTIN_TYPES = frozenset({"ping", "subscribe", "unsubscribe"})
 def timestamp(moment) -> str:
     """A time as REST writes it (DRF's ``DateTimeField``: ISO 8601, ``Z`` for UTC), so a
     socket message's ``ts`` and the API's times read the same."""
-    return _TIMESTAMP.to_representation(moment)
+    return _timestamp_field().to_representation(moment)
 
 
-_TIMESTAMP = serializers.DateTimeField()
+@functools.cache
+def _timestamp_field() -> serializers.DateTimeField:
+    # In TIME_ZONE, the zone REST answers in (the project activates no other): given once,
+    # it spares a lookup of the current zone per call (a third of a 400-event replay).
+    return serializers.DateTimeField(default_timezone=timezone.get_default_timezone())
 
 
 def register_topic(topic_class: type[Topic]) -> type[Topic]:
