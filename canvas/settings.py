@@ -356,6 +356,9 @@ WORKFLOW_EXECUTION_TIMEOUT = env.float("WORKFLOW_EXECUTION_TIMEOUT", default=360
 WORKFLOW_HEARTBEAT_INTERVAL = env.float("WORKFLOW_HEARTBEAT_INTERVAL", default=2.0)
 WORKFLOW_STALE_AFTER = env.float("WORKFLOW_STALE_AFTER", default=10.0)
 WORKFLOW_RECOVERY_INTERVAL = env.float("WORKFLOW_RECOVERY_INTERVAL", default=5.0)
+# How often a process running executions or chat replies reads their cancel flags, set by a
+# cancel another process handled (seconds; integrations.cancellation). A cancel acts within two.
+CANCEL_POLL_SECONDS = env.float("CANCEL_POLL_SECONDS", default=0.25)
 # "auto": the recovery sweep runs where executions run (inline: daphne/runserver; celery: the
 # workers); "1"/"0" force it on or off.
 WORKFLOW_BACKGROUND = env("WORKFLOW_BACKGROUND", default="auto")
