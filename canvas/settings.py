@@ -440,9 +440,6 @@ CHAT_MESSAGES_PAGE_SIZE = env.int("CHAT_MESSAGES_PAGE_SIZE", default=50)
 CHAT_MESSAGES_MAX_PAGE_SIZE = env.int("CHAT_MESSAGES_MAX_PAGE_SIZE", default=200)
 # Socket replies stream in this many threads per process (never the consumer's DB thread).
 CHAT_STREAM_THREADS = env.int("CHAT_STREAM_THREADS", default=8)
-# How often a process streaming replies checks the database for a chat.cancel sent to
-# another process (seconds).
-CHAT_CANCEL_POLL_SECONDS = env.float("CHAT_CANCEL_POLL_SECONDS", default=0.25)
 
 # --- Logging --------------------------------------------------------------------------------
 

@@ -188,7 +188,7 @@ async def chat_cancel(consumer, message: dict[str, Any]) -> None:
 async def _abandon_if_orphaned(message_id: uuid.UUID, conversation_id: uuid.UUID) -> None:
     # A reply asked to stop that is still streaming after every watcher had time to see the
     # flag has no live process: store it cancelled so the conversation is not stuck.
-    await asyncio.sleep(settings.CHAT_CANCEL_POLL_SECONDS * 4 + 1.0)
+    await asyncio.sleep(settings.CANCEL_POLL_SECONDS * 4 + 1.0)
     stored = await database_sync_to_async(services.reply_abandon)(message_id=message_id)
     if stored is not None:
         conversation_emitter(conversation_id)(replies.done_frame(message=stored, request_id=None))

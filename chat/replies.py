@@ -7,28 +7,27 @@ and cancel path as the workflow engine's LLM nodes. ``reply_run`` hands each fra
 (``chat.token`` with an increasing ``index``, then exactly one ``chat.done`` carrying the stored
 message) and stores the outcome through the services.
 
-Cancelling: each running reply holds a ``Cancellation``; ``cancel_local`` cancels a reply this
-process runs at once (the stream's socket is shut down, which wakes a blocked read). A
-``chat.cancel`` handled by another process sets the message's ``cancel_requested``; one watcher
-thread per process polls those flags for the replies it runs every ``CHAT_CANCEL_POLL_SECONDS``
-and cancels them locally (a reply whose conversation was deleted stops the same way).
+Cancelling and heartbeat go through the process's cancel watcher, as the engine's runs do
+(``integrations.cancellation``): each running reply holds a ``Cancellation`` watched under
+``reply_flags``. ``cancel_local`` cancels a reply this process runs at once (the stream's socket
+is shut down, which wakes a blocked read). A ``chat.cancel`` handled by another process sets the
+message's ``cancel_requested``, which the watcher of the process running the reply sees within
+two ``CANCEL_POLL_SECONDS`` (a reply whose conversation was deleted stops the same way).
 
-Heartbeat: the same watcher writes ``heartbeat_at`` on the replies it runs every
-``WORKFLOW_HEARTBEAT_INTERVAL``; a reply still ``streaming`` whose heartbeat is older than
-``WORKFLOW_STALE_AFTER`` lost its process, and ``services.replies_interrupt_stale`` ends it
-``failed`` (``interrupted``) so the user can regenerate.
+Heartbeat: the watcher writes ``heartbeat_at`` on the replies this process runs every
+``WORKFLOW_HEARTBEAT_INTERVAL`` (``ReplyFlags.heartbeat``); a reply still ``streaming`` whose
+heartbeat is older than ``WORKFLOW_STALE_AFTER`` lost its process, and
+``services.replies_interrupt_stale`` ends it ``failed`` (``interrupted``) so the user can
+regenerate.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
 from django.db import close_old_connections, connection
 
 from canvas.core import events
@@ -38,7 +37,7 @@ from chat.models import Message
 from chat.serializers import message_as_dict
 from chat.services import Turn
 from integrations import errors
-from integrations.cancellation import Cancellation
+from integrations.cancellation import CancelFlags, Cancellation, watcher
 from integrations.llm import completion_stream
 
 logger = logging.getLogger(__name__)
@@ -46,95 +45,24 @@ logger = logging.getLogger(__name__)
 Emit = Callable[[dict[str, Any]], None]
 
 
-class _Running:
-    """A reply this process is running: its cancellation."""
+class ReplyFlags(CancelFlags):
+    """The cancel flags and heartbeats of the replies this process streams."""
 
-    def __init__(self):
-        self.cancellation = Cancellation()
-        # The watcher saw the row once (so its absence later means it was deleted, not that
-        # the transaction that wrote it is not visible yet).
-        self.seen = False
+    def read(self, keys: list[Any]) -> dict[Any, bool]:
+        return dict(Message.objects.filter(pk__in=keys).values_list("pk", "cancel_requested"))
 
-
-class Registry:
-    """The replies this process runs, and the watcher that applies cancels from elsewhere."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._running: dict[uuid.UUID, _Running] = {}
-        self._watcher: threading.Thread | None = None
-        self._wake = threading.Condition(self._lock)
-
-    def add(self, message_id: uuid.UUID) -> _Running:
-        """Register a reply this thread is about to stream; ``remove`` it when done."""
-        with self._lock:
-            running = self._running[message_id] = _Running()
-            if self._watcher is None or not self._watcher.is_alive():
-                self._watcher = threading.Thread(
-                    target=self._watch, name="chat-cancel-watcher", daemon=True
-                )
-                self._watcher.start()
-            self._wake.notify_all()
-        return running
-
-    def remove(self, message_id: uuid.UUID) -> None:
-        with self._lock:
-            self._running.pop(message_id, None)
-
-    def cancel(self, message_id: uuid.UUID) -> bool:
-        """Cancel a reply if this process runs it; True when it did."""
-        with self._lock:
-            running = self._running.get(message_id)
-        if running is None:
-            return False
-        running.cancellation.cancel()
-        return True
-
-    def _watch(self) -> None:
-        # One thread per process: while replies run, one query per poll interval finds the
-        # ones another process asked to cancel, and every heartbeat interval one statement
-        # marks them alive. Idle, it holds no database connection.
-        last_beat = 0.0
-        while True:
-            with self._lock:
-                while not self._running:
-                    connection.close()
-                    self._wake.wait()
-                ids = list(self._running)
-            try:
-                close_old_connections()
-                flags = dict(
-                    Message.objects.filter(pk__in=ids).values_list("pk", "cancel_requested")
-                )
-                wanted = []
-                for pk in ids:
-                    running = self._running.get(pk)
-                    if running is None:
-                        continue
-                    if pk in flags:
-                        running.seen = True
-                        if flags[pk]:
-                            wanted.append(pk)  # asked to stop
-                    elif running.seen:
-                        wanted.append(pk)  # gone with its conversation: nobody sees the rest
-                if time.monotonic() - last_beat >= settings.WORKFLOW_HEARTBEAT_INTERVAL:
-                    last_beat = time.monotonic()
-                    services.replies_heartbeat(message_ids=ids)
-            except Exception:  # a database hiccup must not end the watcher
-                logger.exception("chat cancel watcher could not read cancel flags")
-                wanted = []
-            for message_id in wanted:
-                self.cancel(message_id)
-            threading.Event().wait(settings.CHAT_CANCEL_POLL_SECONDS)
+    def heartbeat(self, keys: list[Any]) -> None:
+        services.replies_heartbeat(message_ids=keys)
 
 
-registry = Registry()
+reply_flags = ReplyFlags()
 # The bounded pool socket replies stream in (``CHAT_STREAM_THREADS`` per process).
 executor = LazyPool("CHAT_STREAM_THREADS", thread_name_prefix="chat-stream")
 
 
 def cancel_local(message_id: uuid.UUID) -> bool:
-    return registry.cancel(message_id)
+    """Cancel a reply if this process streams it; True when it did."""
+    return watcher.cancel(reply_flags, message_id)
 
 
 def token_frame(*, turn: Turn, index: int, text: str, request_id: Any) -> dict[str, Any]:
@@ -162,7 +90,8 @@ def reply_run(*, turn: Turn, emit: Emit, request_id: Any = None) -> Message | No
     """
     message_id = turn.assistant_message.pk
     conversation = turn.conversation
-    running = registry.add(message_id)
+    cancellation = Cancellation()
+    watcher.watch(reply_flags, message_id, cancellation)
     parts: list[str] = []
 
     def on_text(text: str) -> None:
@@ -176,7 +105,7 @@ def reply_run(*, turn: Turn, emit: Emit, request_id: Any = None) -> Message | No
             model=conversation.model,
             messages=turn.context,
             params=generation.options(conversation),
-            cancellation=running.cancellation,
+            cancellation=cancellation,
             on_text=on_text,
         )
         usage = reply.usage.as_dict() if reply.usage else None
@@ -190,7 +119,7 @@ def reply_run(*, turn: Turn, emit: Emit, request_id: Any = None) -> Message | No
         error = generation.describe_error(exc, conversation=conversation)
         message = services.reply_fail(message_id=message_id, error=error, content="".join(parts))
     finally:
-        registry.remove(message_id)
+        watcher.unwatch(reply_flags, message_id, cancellation)
     if message is not None:
         emit(done_frame(message=message, request_id=request_id))
     return message

@@ -6,7 +6,13 @@ One ``ExecutionRunner`` per claimed execution, in three parts that each own thei
   plain data, no Django, no threads;
 - ``workflows/recorder.py`` records (node runs, numbered events, cache rows, the fenced flush);
 - this module is only the loop: the claim, the threads, the clock (timeouts, flush and
-  heartbeat intervals), cancel polling, and the hand-offs between the two.
+  heartbeat intervals), and the hand-offs between the two.
+
+Cancel: the runner holds a ``Cancellation`` that the process's cancel watcher
+(``integrations.cancellation.watcher``, the same one chat replies use) cancels when the run's
+``cancel_requested`` is set in another process; ``notify_cancel`` cancels it at once in this
+one. Either way the coordinator is woken and stops the run; its in-flight nodes' streams are
+shut down.
 
 The coordinator thread (the one that calls ``run``) is the only writer of the run. It runs cheap
 nodes (``Node.blocking`` false) itself and hands slow ones to the per-process node pool
@@ -24,7 +30,6 @@ import logging
 import os
 import queue
 import socket
-import threading
 import time
 import uuid
 from collections import deque
@@ -36,9 +41,10 @@ from django.db import InterfaceError as DbInterfaceError
 from django.db import OperationalError as DbOperationalError
 from django.utils import timezone
 
+from integrations.cancellation import Cancellation, watcher
 from workflows.cache import cache_key
 from workflows.events import TokenStream
-from workflows.lease import ClaimedRun, cancel_requested, claim_execution
+from workflows.lease import ClaimedRun, claim_execution, run_flags
 from workflows.models import ExecutionStatus, NodeRunStatus
 from workflows.nodes.base import (
     Node,
@@ -55,26 +61,18 @@ logger = logging.getLogger(__name__)
 
 # A flush happens at least this often while nodes complete, so subscribers see progress.
 FLUSH_INTERVAL = 0.05
-# The coordinator looks at the cancel flag in the database this often (another process may
-# have set it); in-process cancels arrive at once through ``notify_cancel``.
-CANCEL_POLL_INTERVAL = 0.5
+# Results and cancels wake the coordinator at once; with nothing arriving it still looks at
+# its clock this often (text a node's token stream held back after a burst leaves then).
+IDLE_WAKE = 0.5
 # After cancel or failure, in-flight nodes get this long to return before they are recorded
 # as cancelled anyway (their streams were shut down, so they normally return at once).
 STOP_GRACE = 2.0
 
-# --- the in-process runner registry ---------------------------------------------------------
-
-_runners: dict[str, ExecutionRunner] = {}
-_runners_lock = threading.Lock()
-
 
 def notify_cancel(execution_id: uuid.UUID | str) -> None:
-    """Wake the runner of ``execution_id`` in this process, if any (the flag is in the DB)."""
-    with _runners_lock:
-        runner = _runners.get(str(execution_id))
-    if runner is not None:
-        runner.cancel_event.set()
-        runner.wake()
+    """Cancel the run of ``execution_id`` at once if this process runs it (the flag is in
+    the database for any other process's watcher)."""
+    watcher.cancel(run_flags, uuid.UUID(str(execution_id)))
 
 
 def new_worker_id() -> str:
@@ -119,11 +117,9 @@ class ExecutionRunner:
     def __init__(self, execution_id: uuid.UUID | str, *, worker_id: str | None = None):
         self.execution_id = uuid.UUID(str(execution_id))
         self.worker_id = worker_id or new_worker_id()
-        self.cancel_event = threading.Event()
         self.inflight = InFlight()
-
-    def wake(self) -> None:
-        self.inflight.wake()
+        self.cancellation = Cancellation()
+        self.cancellation.on_cancel(self.inflight.wake)  # the coordinator notices at once
 
     def run(self) -> str | None:
         """Run the execution to its end. Returns the final status, or None when not claimed
@@ -133,8 +129,7 @@ class ExecutionRunner:
         claimed = claim_execution(self.execution_id, worker=self.worker_id, now=now, stale=stale)
         if claimed is None:
             return None
-        with _runners_lock:
-            _runners[str(self.execution_id)] = self
+        watcher.watch(run_flags, self.execution_id, self.cancellation)
         try:
             self._load(claimed)
             return self._main()
@@ -159,8 +154,7 @@ class ExecutionRunner:
                 logger.exception("execution %s: could not record the failure", self.execution_id)
             return ExecutionStatus.FAILED
         finally:
-            with _runners_lock:
-                _runners.pop(str(self.execution_id), None)
+            watcher.unwatch(run_flags, self.execution_id, self.cancellation)
 
     def _load(self, claimed: ClaimedRun) -> None:
         self.owner_id = claimed.owner_id
@@ -193,7 +187,7 @@ class ExecutionRunner:
                 self.stop = ("failure", nid, self._failure_message(nid, run.error))
         if claimed.cancel_requested:
             # Cancelled while its worker was gone (or before the claim): end it at once.
-            self.cancel_event.set()
+            self.cancellation.cancel()
             if self.stop is None:
                 self.stop = ("cancel", None, "Cancelled.")
 
@@ -202,7 +196,7 @@ class ExecutionRunner:
     def _main(self) -> str:
         now = time.monotonic()
         self.exec_deadline = now + settings.WORKFLOW_EXECUTION_TIMEOUT
-        self.last_flush = self.last_cancel_poll = now
+        self.last_flush = now
         self.max_parallel = max(1, settings.WORKFLOW_MAX_PARALLEL_NODES)
         # No flush here: execution.started leaves with the first batch (at most FLUSH_INTERVAL
         # later, or before the first slow node starts); a tiny run commits once.
@@ -223,7 +217,7 @@ class ExecutionRunner:
 
     def _wait_time(self) -> float:
         now = time.monotonic()
-        wait = min(CANCEL_POLL_INTERVAL, settings.WORKFLOW_HEARTBEAT_INTERVAL)
+        wait = min(IDLE_WAKE, settings.WORKFLOW_HEARTBEAT_INTERVAL)
         wait = min(wait, self.exec_deadline - now)
         return max(0.001, self.inflight.wait_time(now, wait))
 
@@ -258,13 +252,8 @@ class ExecutionRunner:
     def _tick(self) -> None:
         """Cancel, timeouts, held tokens, and the flush or heartbeat when due."""
         now = time.monotonic()
-        if self.cancel_event.is_set() and self.stop is None:
+        if self.cancellation.cancelled and self.stop is None:
             self.stop = ("cancel", None, "Cancelled.")
-        if now - self.last_cancel_poll >= CANCEL_POLL_INTERVAL:
-            self.last_cancel_poll = now
-            if self.stop is None and cancel_requested(self.execution_id):
-                self.cancel_event.set()
-                self.stop = ("cancel", None, "Cancelled.")
         if now >= self.exec_deadline and self.stop is None:
             limit = settings.WORKFLOW_EXECUTION_TIMEOUT
             self.stop = ("timeout", None, f"The execution timed out after {limit:g} s.")

@@ -10,7 +10,8 @@ the ORM's query compilation costs more than the database's work on them (≈ 0.3
 - ``update_owned_execution``: changes the row only while ``worker`` is this runner and the
   run is ``running``; no row changed means the run was taken over or ended elsewhere.
 
-``cancel_requested`` reads the flag a cancel from any process sets, which the owner polls.
+``run_flags`` is how the process's cancel watcher (``integrations.cancellation``) reads the
+``cancel_requested`` flag a cancel from any process sets on the runs this process owns.
 
 Values go through the model fields' own database preparation, so each backend stores what the
 ORM would.
@@ -26,6 +27,7 @@ from typing import Any
 
 from django.db import connection
 
+from integrations.cancellation import CancelFlags
 from workflows.models import Execution, ExecutionEvent, ExecutionStatus
 
 
@@ -124,10 +126,16 @@ def update_owned_execution(execution_id: uuid.UUID, *, worker: str, **fields: An
         return cursor.rowcount == 1
 
 
-def cancel_requested(execution_id: uuid.UUID) -> bool:
-    """Whether a cancel of the run was asked for (by any process)."""
-    flag = Execution.objects.filter(pk=execution_id).values_list("cancel_requested", flat=True)
-    return bool(flag and flag[0])
+class RunFlags(CancelFlags):
+    """The cancel flags of the runs this process owns. No heartbeat here: a run's heartbeat is
+    its owner's fenced flush (``update_owned_execution``), written by its coordinator, so a
+    run whose coordinator is stuck goes stale even while the process lives."""
+
+    def read(self, keys: list[Any]) -> dict[Any, bool]:
+        return dict(Execution.objects.filter(pk__in=keys).values_list("pk", "cancel_requested"))
+
+
+run_flags = RunFlags()
 
 
 def lock_execution_before_delete(sender, instance: Execution, using: str, **kwargs) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 from django.conf import settings
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "chat.md"
-ROW = re.compile(r"^\|\s*`(CHAT_[A-Z_]+)`\s*\|\s*([0-9.]+)\s*\|")
+ROW = re.compile(r"^\|\s*`((?:CHAT|CANCEL)_[A-Z_]+)`\s*\|\s*([0-9.]+)\s*\|")
 
 
 def test_every_documented_chat_setting_exists_with_its_default():

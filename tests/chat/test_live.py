@@ -33,7 +33,7 @@ def live_ollama():
 
 @pytest.fixture(scope="module")
 def server(django_db_setup, live_ollama):
-    env = server_env_for_test_db(OLLAMA_BASE_URL=live_ollama.url, CHAT_CANCEL_POLL_SECONDS="0.1")
+    env = server_env_for_test_db(OLLAMA_BASE_URL=live_ollama.url, CANCEL_POLL_SECONDS="0.1")
     with daphne(env) as base_url:
         yield base_url
 

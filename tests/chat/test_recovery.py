@@ -13,6 +13,7 @@ from canvas.core.publisher import listen
 from canvas.core.sweeps import sweeps_run
 from chat import replies, services
 from chat.models import Message
+from integrations.cancellation import Cancellation, watcher
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,10 +61,11 @@ def test_regenerate_ends_a_dead_reply_itself(user, conversation, ollama, setting
 
 def test_the_process_streaming_a_reply_keeps_its_heartbeat_fresh(user, conversation, settings):
     settings.WORKFLOW_HEARTBEAT_INTERVAL = 0.1
-    settings.CHAT_CANCEL_POLL_SECONDS = 0.05
+    settings.CANCEL_POLL_SECONDS = 0.05
     turn = streaming_reply(user, conversation, heartbeat_age=60)
     message_id = turn.assistant_message.pk
-    replies.registry.add(message_id)
+    cancellation = Cancellation()
+    watcher.watch(replies.reply_flags, message_id, cancellation)
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -74,5 +76,5 @@ def test_the_process_streaming_a_reply_keeps_its_heartbeat_fresh(user, conversat
         else:
             pytest.fail("the heartbeat was not written")
     finally:
-        replies.registry.remove(message_id)
+        watcher.unwatch(replies.reply_flags, message_id, cancellation)
     assert services.replies_interrupt_stale() == []

@@ -246,7 +246,7 @@ async def test_cancel_from_another_socket(sock, sock2, conversation, ollama):
 async def test_cancel_flag_from_another_process_is_seen_by_the_watcher(
     sock, conversation, ollama, settings
 ):
-    settings.CHAT_CANCEL_POLL_SECONDS = 0.05
+    settings.CANCEL_POLL_SECONDS = 0.05
     ollama.enqueue(Behaviour(reply=LONG_REPLY, token_interval=0.05))
     await sock.send_json_to(send_frame(conversation))
     first = await sock.receive_json_from(timeout=5)
@@ -279,7 +279,7 @@ async def test_cancel_stops_a_reply_still_waiting_for_its_first_token(sock, conv
 
 async def test_cancel_of_a_reply_nobody_runs_gives_it_up(sock, user, conversation, settings):
     # A reply whose process died: streaming in the database, no runner anywhere.
-    settings.CHAT_CANCEL_POLL_SECONDS = 0.05
+    settings.CANCEL_POLL_SECONDS = 0.05
     turn = await database_sync_to_async(services.message_begin)(
         user=user, conversation_id=conversation.pk, content="hi"
     )
@@ -407,7 +407,7 @@ async def test_cancel_before_the_provider_answers_at_all(
     # The provider holds back even its response headers (a model loading): the cancel closes
     # the reply's client too (its Cancellation, as for an LLM node), which shuts the socket of
     # the request in flight, so the reply stops at once, well before the provider answers.
-    settings.CHAT_CANCEL_POLL_SECONDS = 0.05
+    settings.CANCEL_POLL_SECONDS = 0.05
     ollama.enqueue(Behaviour(delay=2.5))
     await subscribe(sock2, conversation)
     await sock.send_json_to(send_frame(conversation))

@@ -10,7 +10,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "executions.md"
 
 def test_documented_workflow_settings_exist_with_their_defaults():
     section = DOC.read_text().split("## Settings", 1)[1].split("\n## ", 1)[0]
-    rows = re.findall(r"^\| `(WORKFLOW_[A-Z_]+)` \| `?([^|`]+)`? \|", section, re.M)
+    rows = re.findall(r"^\| `([A-Z][A-Z_]+)` \| `?([^|`]+)`? \|", section, re.M)
     assert len(rows) >= 14
     for name, default in rows:
         assert hasattr(settings, name), name
