@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from canvas.core.fields import StrictCharField
+from canvas.core.fields import DetailLinkField, StrictCharField
 from chat.models import MODEL_MAX_LENGTH, TITLE_MAX_LENGTH, ChatProvider, Conversation, Message
 
 
@@ -45,6 +45,16 @@ class ConversationSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+        read_only_fields = fields
+
+
+class ConversationListItemSerializer(ConversationSerializer):
+    """A conversation in the list: its fields and `url`, the link to it."""
+
+    url = DetailLinkField(view_name="conversation-detail")
+
+    class Meta(ConversationSerializer.Meta):
+        fields = [*ConversationSerializer.Meta.fields, "url"]
         read_only_fields = fields
 
 

@@ -33,6 +33,7 @@ from chat.models import Conversation, Message
 from chat.realtime import conversation_emitter
 from chat.serializers import (
     ConversationInputSerializer,
+    ConversationListItemSerializer,
     ConversationSerializer,
     MessageInputSerializer,
     MessageListQuerySerializer,
@@ -58,7 +59,10 @@ class MessagePagination(NewestPageCursorPagination):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Your conversations, most recently active first"),
+    list=extend_schema(
+        summary="Your conversations, most recently active first",
+        responses=ConversationListItemSerializer(many=True),
+    ),
     retrieve=extend_schema(summary="One of your conversations"),
     create=extend_schema(
         summary="Start a conversation (the model is not checked: Ollama may pull it later)",
@@ -97,7 +101,8 @@ class ConversationViewSet(OwnerScopedViewSet):
 
     def list(self, request):
         page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(ConversationSerializer(page, many=True).data)
+        items = ConversationListItemSerializer(page, many=True, context={"request": request})
+        return self.get_paginated_response(items.data)
 
     def retrieve(self, request, pk=None):
         return Response(ConversationSerializer(self.get_object()).data)

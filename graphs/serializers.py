@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from canvas.core.fields import StrictCharField
+from canvas.core.fields import LINK_HELP, DetailLinkField, StrictCharField
 from graphs.models import NAME_MAX_LENGTH, Graph
 
 DESCRIPTION_MAX_LENGTH = 10_000
@@ -112,12 +112,35 @@ class EdgeUpdateSerializer(EdgeSerializer):
     id = serializers.UUIDField(read_only=True)
 
 
+class NodeListItemSerializer(NodeSerializer):
+    """A node in its graph's node list: the document shape and `url`, the link to the node."""
+
+    # The schema of the list; the view adds `url` to the selector's dicts (NestedViewSet).
+    url = serializers.URLField(read_only=True, help_text=LINK_HELP)
+
+
+class EdgeListItemSerializer(EdgeSerializer):
+    """An edge in its graph's edge list: the document shape and `url`, the link to the edge."""
+
+    url = serializers.URLField(read_only=True, help_text=LINK_HELP)
+
+
 class GraphSummarySerializer(serializers.ModelSerializer):
-    """A graph in lists: no nodes or edges."""
+    """A graph's own fields, no nodes or edges (the PATCH answer; the list adds ``url``)."""
 
     class Meta:
         model = Graph
         fields = ["id", "name", "description", "version", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class GraphListItemSerializer(GraphSummarySerializer):
+    """A graph in the list: its own fields and `url`, the link to its document."""
+
+    url = DetailLinkField(view_name="graph-detail")
+
+    class Meta(GraphSummarySerializer.Meta):
+        fields = [*GraphSummarySerializer.Meta.fields, "url"]
         read_only_fields = fields
 
 

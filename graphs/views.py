@@ -10,6 +10,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from canvas.core.exceptions import ApplicationError
@@ -18,13 +19,16 @@ from graphs import selectors, services
 from graphs.models import Edge, Graph, Node
 from graphs.registry import registry
 from graphs.serializers import (
+    EdgeListItemSerializer,
     EdgeSerializer,
     EdgeUpdateSerializer,
     ErrorSerializer,
     GraphDocumentSerializer,
     GraphInputSerializer,
+    GraphListItemSerializer,
     GraphPatchSerializer,
     GraphSummarySerializer,
+    NodeListItemSerializer,
     NodeSerializer,
     NodeTypeSerializer,
     NodeUpdateSerializer,
@@ -62,7 +66,7 @@ BAD_REQUEST = {400: ErrorSerializer}
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List your graphs", responses=GraphSummarySerializer(many=True)),
+    list=extend_schema(summary="List your graphs", responses=GraphListItemSerializer(many=True)),
     create=extend_schema(
         summary="Create a graph, optionally with a whole document",
         request=GraphInputSerializer,
@@ -111,7 +115,8 @@ class GraphViewSet(OwnerScopedViewSet):
 
     def list(self, request):
         page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(GraphSummarySerializer(page, many=True).data)
+        items = GraphListItemSerializer(page, many=True, context={"request": request})
+        return self.get_paginated_response(items.data)
 
     def create(self, request):
         data = parse(GraphInputSerializer(data=request.data), key="graph")
@@ -179,12 +184,19 @@ class NestedViewSet(OwnerScopedViewSet):
     def owner_queryset(self, user):
         return self.model.objects.filter(graph=self.graph())
 
+    def list_item(self, graph: Graph, item: dict[str, Any]) -> dict[str, Any]:
+        """A node or edge (document shape) as its list shows it: with ``url``, the absolute
+        link to its own endpoint."""
+        kwargs = {"graph_id": str(graph.pk), self.lookup_url_kwarg: item["id"]}
+        url = reverse(f"{self.basename}-detail", kwargs=kwargs, request=self.request)
+        return {**item, "url": url}
+
 
 @extend_schema_view(
     list=extend_schema(
         summary="Nodes of a graph",
         parameters=[NESTED_GRAPH_ID],
-        responses={200: NodeSerializer(many=True), **NOT_FOUND},
+        responses={200: NodeListItemSerializer(many=True), **NOT_FOUND},
     ),
     create=extend_schema(
         summary="Add a node",
@@ -227,9 +239,12 @@ class NodeViewSet(NestedViewSet):
         return selectors.node_as_dict(selectors.node_get(graph=self.graph(), node_id=pk))
 
     def list(self, request, graph_id=None):
-        queryset = selectors.node_list_for_graph(graph=self.graph())
+        graph = self.graph()
+        queryset = selectors.node_list_for_graph(graph=graph)
         page = self.paginate_queryset(queryset.values(*selectors.NODE_VALUES))
-        return self.get_paginated_response([selectors.node_as_dict(row) for row in page])
+        return self.get_paginated_response(
+            [self.list_item(graph, selectors.node_as_dict(row)) for row in page]
+        )
 
     def create(self, request, graph_id=None):
         data = parse(
@@ -268,7 +283,7 @@ class NodeViewSet(NestedViewSet):
     list=extend_schema(
         summary="Edges of a graph",
         parameters=[NESTED_GRAPH_ID],
-        responses={200: EdgeSerializer(many=True), **NOT_FOUND},
+        responses={200: EdgeListItemSerializer(many=True), **NOT_FOUND},
     ),
     create=extend_schema(
         summary="Add an edge",
@@ -311,9 +326,12 @@ class EdgeViewSet(NestedViewSet):
         return selectors.edge_as_dict(selectors.edge_get(graph=self.graph(), edge_id=pk))
 
     def list(self, request, graph_id=None):
-        queryset = selectors.edge_list_for_graph(graph=self.graph())
+        graph = self.graph()
+        queryset = selectors.edge_list_for_graph(graph=graph)
         page = self.paginate_queryset(queryset.values(*selectors.EDGE_VALUES))
-        return self.get_paginated_response([selectors.edge_as_dict(row) for row in page])
+        return self.get_paginated_response(
+            [self.list_item(graph, selectors.edge_as_dict(row)) for row in page]
+        )
 
     def create(self, request, graph_id=None):
         data = parse(

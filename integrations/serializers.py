@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from canvas.core.fields import StrictCharField
+from canvas.core.fields import DetailLinkField, StrictCharField
 from integrations.keys import DEFAULT_KEY_NAME, SECRET_MAX_LENGTH
 from integrations.models import ApiKey, Provider
 
@@ -22,6 +22,16 @@ class ApiKeyOutputSerializer(serializers.ModelSerializer):
             "updated_at",
             "last_used_at",
         ]
+        read_only_fields = fields
+
+
+class ApiKeyListItemSerializer(ApiKeyOutputSerializer):
+    """A key in the list: its fields (hint only) and `url`, the link to it."""
+
+    url = DetailLinkField(view_name="apikey-detail")
+
+    class Meta(ApiKeyOutputSerializer.Meta):
+        fields = [*ApiKeyOutputSerializer.Meta.fields, "url"]
         read_only_fields = fields
 
 

@@ -19,13 +19,17 @@ from integrations.errors import IntegrationError
 from integrations.models import ApiKey
 from integrations.serializers import (
     ApiKeyCreateSerializer,
+    ApiKeyListItemSerializer,
     ApiKeyOutputSerializer,
     ApiKeyUpdateSerializer,
 )
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Your provider keys (hints only)"),
+    list=extend_schema(
+        summary="Your provider keys (hints only)",
+        responses=ApiKeyListItemSerializer(many=True),
+    ),
     retrieve=extend_schema(summary="One of your keys (hint only)"),
     create=extend_schema(
         summary="Store a key",
@@ -75,7 +79,8 @@ class ApiKeyViewSet(OwnerScopedViewSet):
 
     def list(self, request):
         page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(ApiKeyOutputSerializer(page, many=True).data)
+        items = ApiKeyListItemSerializer(page, many=True, context={"request": request})
+        return self.get_paginated_response(items.data)
 
     def retrieve(self, request, pk=None):
         return Response(ApiKeyOutputSerializer(self.get_object()).data)

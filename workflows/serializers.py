@@ -2,6 +2,7 @@
 
 from rest_framework import serializers
 
+from canvas.core.fields import DetailLinkField
 from graphs.serializers import check_json
 from workflows.models import Execution, ExecutionEvent, ExecutionStatus, NodeRun
 
@@ -75,6 +76,15 @@ class ExecutionSummarySerializer(serializers.ModelSerializer):
             "started_at",
             "finished_at",
         ]
+
+
+class ExecutionListItemSerializer(ExecutionSummarySerializer):
+    """A run in a list (yours, or a graph's): no node runs, and `url`, the link to the run."""
+
+    url = DetailLinkField(view_name="execution-detail")
+
+    class Meta(ExecutionSummarySerializer.Meta):
+        fields = [*ExecutionSummarySerializer.Meta.fields, "url"]
 
 
 class ExecutionSerializer(ExecutionSummarySerializer):

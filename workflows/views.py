@@ -25,6 +25,7 @@ from workflows.serializers import (
     EventsQuerySerializer,
     ExecutionCreateSerializer,
     ExecutionFilterSerializer,
+    ExecutionListItemSerializer,
     ExecutionSerializer,
     ExecutionSummarySerializer,
 )
@@ -56,7 +57,7 @@ class EventPagination(ForwardCursorPagination):
     get=extend_schema(
         summary="Executions of one graph",
         parameters=[GRAPH_ID],
-        responses={200: ExecutionSummarySerializer(many=True), **NOT_FOUND},
+        responses={200: ExecutionListItemSerializer(many=True), **NOT_FOUND},
     ),
     post=extend_schema(
         summary="Run the graph",
@@ -91,7 +92,8 @@ class GraphExecutionsView(generics.GenericAPIView):
 
     def get(self, request, graph_id):
         page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(ExecutionSummarySerializer(page, many=True).data)
+        items = ExecutionListItemSerializer(page, many=True, context={"request": request})
+        return self.get_paginated_response(items.data)
 
     @idempotent(
         replay=lambda request, execution_id: _execution_accepted(request, execution_id),
@@ -124,7 +126,7 @@ def _execution_accepted(request, execution_id) -> Response:
             OpenApiParameter("graph", OpenApiTypes.UUID, description="Only this graph's runs."),
             OpenApiParameter("status", OpenApiTypes.STR, enum=ExecutionStatus.values),
         ],
-        responses={200: ExecutionSummarySerializer(many=True), **BAD_REQUEST},
+        responses={200: ExecutionListItemSerializer(many=True), **BAD_REQUEST},
     ),
     retrieve=extend_schema(
         summary="One execution with its node runs",
@@ -148,7 +150,8 @@ class ExecutionViewSet(OwnerScopedViewSet):
 
     def list(self, request):
         page = self.paginate_queryset(self.get_queryset())
-        return self.get_paginated_response(ExecutionSummarySerializer(page, many=True).data)
+        items = ExecutionListItemSerializer(page, many=True, context={"request": request})
+        return self.get_paginated_response(items.data)
 
     def retrieve(self, request, pk=None):
         return Response(ExecutionSerializer(self.get_object()).data)

@@ -1,6 +1,8 @@
-"""Serializer fields shared by the apps' input serializers."""
+"""Serializer fields shared by the apps' serializers."""
 
 from rest_framework import serializers
+
+LINK_HELP = "This item's own endpoint (absolute URL); the browsable API shows it as a link."
 
 
 class StrictCharField(serializers.CharField):
@@ -13,3 +15,13 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("not_a_string")
         return super().to_internal_value(data)
+
+
+class DetailLinkField(serializers.HyperlinkedIdentityField):
+    """``url`` of a list item: the absolute URL of the object's own endpoint (the route
+    ``view_name`` with the object's primary key as ``pk``). Read-only; the serializer needs the
+    request in its context (``context={"request": request}``)."""
+
+    def __init__(self, view_name: str, **kwargs):
+        kwargs.setdefault("help_text", LINK_HELP)
+        super().__init__(view_name=view_name, **kwargs)
