@@ -195,7 +195,7 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
         try:
             await self.receive_json(content)
         except ApplicationError as exc:
-            await self.send_error(exc.code, exc.message, request_id)
+            await self.send_error(exc.code, exc.message, request_id, **exc.socket_fields())
         except Exception:
             logger.exception("socket handler failed for %r", content.get("type"))
             await self.send_error("internal_error", "Something went wrong.", request_id)
@@ -222,9 +222,9 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.send_error(code, message)
 
-    async def send_error(self, code: str, message: str, request_id=None):
+    async def send_error(self, code: str, message: str, request_id=None, **fields: Any):
         await self.send_json(
-            {"type": "error", "code": code, "message": message, "request_id": request_id}
+            {"type": "error", "code": code, "message": message, "request_id": request_id, **fields}
         )
 
     # --- subscriptions -------------------------------------------------------------------

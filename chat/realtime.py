@@ -1,7 +1,9 @@
 """Chat on the socket: the ``conversation:<id>`` topic and the ``chat.send`` / ``chat.cancel``
 handlers (protocol: docs/realtime.md, docs/chat.md).
 
-``chat.send`` stores the user message and an empty reply (a short database call), then streams
+``chat.send`` is counted by the ``chat`` throttle in the same per-user bucket as REST sends
+(over the rate: an ``error`` ``throttled`` with ``retry_after``, nothing stored). It then
+stores the user message and an empty reply (a short database call), then streams
 the reply in a thread of ``chat.replies.executor()`` — never in the consumer's shared database
 thread — and returns at once, so the socket keeps reading (a ``chat.cancel`` on the same socket
 is handled mid-stream). Frames come back from the thread through a queue on the socket's loop,
@@ -27,6 +29,7 @@ from canvas.core import events, realtime
 from canvas.core.exceptions import ApplicationError
 from canvas.core.ids import parse_id
 from canvas.core.publisher import publish_on_commit
+from canvas.core.throttles import ChatThrottle, count_socket_message
 from chat import replies, selectors, services
 from chat.models import Message
 
@@ -81,13 +84,19 @@ def _conversation_field(message: dict[str, Any]) -> Any:
 
 @realtime.message_handler("chat.send")
 async def chat_send(consumer, message: dict[str, Any]) -> None:
+    turn = await database_sync_to_async(_send_begin)(user=consumer.user, message=message)
+    _spawn(_stream(consumer, turn, message.get("request_id")))
+
+
+def _send_begin(*, user, message: dict[str, Any]) -> services.Turn:
+    # Counted first, as DRF counts a REST send before its view reads anything: in the same
+    # scope and per-user bucket, so a user cannot dodge the limit by switching transport.
+    # Over the rate, ThrottledError: nothing is stored and no reply starts.
+    count_socket_message(ChatThrottle, user=user)
     conversation_id = parse_id(_conversation_field(message), what="conversation")
-    request_id = message.get("request_id")
-    content = message.get("content")
-    turn = await database_sync_to_async(services.message_begin)(
-        user=consumer.user, conversation_id=conversation_id, content=content
+    return services.message_begin(
+        user=user, conversation_id=conversation_id, content=message.get("content")
     )
-    _spawn(_stream(consumer, turn, request_id))
 
 
 async def _stream(consumer, turn: services.Turn, request_id: Any) -> None:

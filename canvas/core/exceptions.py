@@ -11,6 +11,8 @@ disallowed ``Host``, a body over the limit, a server fault, in DEBUG too) goes t
 """
 
 import logging
+import math
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import (
@@ -47,12 +49,35 @@ class ApplicationError(Exception):
         if code:
             self.code = code
 
+    def socket_fields(self) -> dict[str, Any]:
+        """Members of the socket's ``error`` message besides ``code``, ``message`` and
+        ``request_id``."""
+        return {}
+
 
 class NotFoundError(ApplicationError):
     """Missing, or not the caller's: the same answer either way (no existence leak)."""
 
     status_code = 404
     code = "not_found"
+
+
+class ThrottledError(ApplicationError):
+    """Over a throttle's rate (``canvas.core.throttles``). The socket answers ``error``
+    ``throttled`` with ``retry_after``; over HTTP it is DRF's ``Throttled``: 429 with
+    ``Retry-After``. Both carry the wait in whole seconds, rounded up."""
+
+    status_code = 429
+    code = "throttled"
+
+    def __init__(self, *, wait: float | None):
+        self.retry_after = max(1, math.ceil(wait or 0))
+        super().__init__(
+            f"Request was throttled. Expected available in {self.retry_after} seconds."
+        )
+
+    def socket_fields(self) -> dict[str, Any]:
+        return {"retry_after": self.retry_after}
 
 
 class RequestTooLarge(drf_exceptions.APIException):
@@ -112,6 +137,8 @@ def _api_exception(exc):
     """Django's and our exceptions as the DRF exception that answers them (or ``exc``)."""
     if isinstance(exc, NotFoundError):
         return Http404(exc.message)
+    if isinstance(exc, ThrottledError):
+        return drf_exceptions.Throttled(wait=exc.retry_after)
     if isinstance(exc, RequestDataTooBig):
         return RequestTooLarge()
     if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
@@ -128,7 +155,7 @@ def _api_exception(exc):
 def exception_handler(exc, context):
     if is_outage(exc):
         return unavailable_response(exc)
-    if isinstance(exc, ApplicationError) and not isinstance(exc, NotFoundError):
+    if isinstance(exc, ApplicationError) and not isinstance(exc, NotFoundError | ThrottledError):
         response_data = {"detail": exc.message, "code": exc.code}
         if exc.errors:
             response_data["errors"] = exc.errors

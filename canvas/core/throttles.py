@@ -7,15 +7,22 @@ username), ``start`` (run starts), ``chat`` (message sends and regenerations) an
 ``None`` is not throttled. A replayed ``Idempotency-Key`` request (``start``, ``chat``) is not
 counted. A refusal is DRF's ``Throttled``: 429 ``{"detail", "code":
 "throttled"}`` with ``Retry-After``.
+
+The socket's ``chat.send`` is counted too (``count_socket_message``), in the very bucket of the
+user's REST sends, so switching transport neither dodges nor resets the limit; its refusal is
+``ThrottledError``, an ``error`` message ``throttled`` with ``retry_after``.
 """
 
 from __future__ import annotations
 
 import hashlib
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
+
+from canvas.core.exceptions import ThrottledError
 
 
 class ScopedThrottle(SimpleRateThrottle):
@@ -31,6 +38,11 @@ class ScopedThrottle(SimpleRateThrottle):
         user = request.user
         ident = f"user-{user.pk}" if user and user.is_authenticated else self.get_ident(request)
         return f"throttle:{self.scope}:{ident}"
+
+    def allow_user(self, user) -> bool:
+        """``allow_request`` for a message of ``user`` that is not an HTTP request (a socket
+        message): the same per-user cache key, history and rate as the user's requests."""
+        return SimpleRateThrottle.allow_request(self, SimpleNamespace(user=user), None)
 
 
 class StartingThrottle(ScopedThrottle):
@@ -57,6 +69,16 @@ class ChatThrottle(StartingThrottle):
 
 class KeysThrottle(ScopedThrottle):
     scope = "keys"
+
+
+def count_socket_message(throttle_class: type[ScopedThrottle], *, user) -> None:
+    """Count a socket message of ``user`` against ``throttle_class``'s scope, in the bucket the
+    user's REST requests of that scope use. Past the rate it is refused and not counted, as DRF
+    does: ``ThrottledError`` with the wait. Sync (the cache may be Redis): call it from a
+    thread."""
+    throttle = throttle_class()
+    if not throttle.allow_user(user):
+        raise ThrottledError(wait=throttle.wait())
 
 
 class AuthAddressThrottle(ScopedThrottle):

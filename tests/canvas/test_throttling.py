@@ -218,3 +218,15 @@ def test_the_lockout_also_covers_the_token_endpoint_as_json(lockout, rates, user
 
     assert_throttled(token_request("alice", password="alice-pass-123"))
     assert token_request("alice", address="10.9.9.9", password="alice-pass-123").status_code == 200
+
+
+def test_a_throttled_error_from_a_service_is_a_429_over_http():
+    # The socket's refusal (ThrottledError) answers like DRF's own Throttled over HTTP.
+    from canvas.core.exceptions import ThrottledError, exception_handler
+
+    response = exception_handler(ThrottledError(wait=3.2), {})
+
+    assert response.status_code == 429
+    assert response.data["code"] == "throttled"
+    assert "4 seconds" in response.data["detail"]
+    assert response["Retry-After"] == "4"
