@@ -16,7 +16,7 @@ from websockets.sync.client import connect
 from chat import services
 from chat.models import Message
 from tests.fakes.base import Behaviour
-from tests.fakes.ollama import FakeOllama
+from tests.fakes.fixtures import ollama_fixture
 from tests.live import daphne, server_env_for_test_db
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,10 +25,7 @@ REPLY = "The sky is blue because of Rayleigh scattering."
 LONG_REPLY = " ".join(f"w{i}" for i in range(80))
 
 
-@pytest.fixture(scope="module")
-def live_ollama():
-    with FakeOllama() as server:
-        yield server
+live_ollama = ollama_fixture("live_ollama", scope="module")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.test import Client
 
-from tests.fakes.ollama import FakeOllama
+from tests.fakes.fixtures import ollama_fixture
 from tests.live import BASE_DIR, daphne, free_port, server_env_for_test_db
 
 CHROMIUM = (
@@ -53,10 +53,7 @@ def pytest_terminal_summary(terminalreporter):
         )
 
 
-@pytest.fixture(scope="package")
-def page_ollama():
-    with FakeOllama() as server:
-        yield server
+page_ollama = ollama_fixture("page_ollama", scope="package")
 
 
 @pytest.fixture(scope="package")

@@ -1,14 +1,9 @@
 import pytest
 
-from tests.fakes.fixtures import fake_ollama  # noqa: F401 - fixture for this package
-from tests.fakes.ollama import FakeOllama
+from tests.fakes.fixtures import fake_ollama, ollama_fixture  # noqa: F401 - fixture for this package
 from tests.live import daphne, server_env_for_test_db
 
-
-@pytest.fixture(scope="module")
-def module_ollama():
-    with FakeOllama() as server:
-        yield server
+module_ollama = ollama_fixture("module_ollama", scope="module")
 
 
 @pytest.fixture(scope="module")
