@@ -44,6 +44,12 @@ def pytest_configure(config):
         os.environ["CHANNEL_LAYER_PREFIX"] = prefix
         for layer in settings.CHANNEL_LAYERS.values():
             layer.setdefault("CONFIG", {})["prefix"] = prefix
+    # Cheap password hashes in this process (tests/hashers.py); servers and commands it starts
+    # keep the real settings, and still read these hashes.
+    settings.PASSWORD_HASHERS = [
+        "tests.hashers.OneIterationPBKDF2PasswordHasher",
+        *(h for h in settings.PASSWORD_HASHERS if not h.endswith(".PBKDF2PasswordHasher")),
+    ]
     # The cache (throttle counters) likewise: this run's own keys, which _own_cache_keys
     # deletes after each test (never a FLUSHDB of the shared Redis).
     cache_prefix = f"test-{os.getpid()}"
