@@ -22,14 +22,23 @@ def production_server(tmp_path_factory):
         "SECURE_SSL_REDIRECT": "0",
         "STATIC_ROOT": str(workdir / "static"),
     }
-    for command in (["migrate", "--noinput"], ["collectstatic", "--noinput"]):
-        subprocess.run(  # noqa: S603
+    # Independent (one writes the database, the other the static files): run side by side.
+    commands = [
+        subprocess.Popen(  # noqa: S603
             [sys.executable, "manage.py", *command, "--verbosity", "0"],
             cwd=BASE_DIR,
             env={**os.environ, **env},
-            check=True,
-            timeout=120,
         )
+        for command in (["migrate", "--noinput"], ["collectstatic", "--noinput"])
+    ]
+    try:
+        for command in commands:
+            assert command.wait(timeout=120) == 0, command.args
+    finally:
+        for command in commands:
+            if command.poll() is None:
+                command.kill()
+                command.wait()
     with daphne(env) as url:
         yield url
 
