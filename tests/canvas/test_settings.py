@@ -9,6 +9,9 @@ import pytest
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
+# The checkout's own .env (written by `make run`) must not fill in what a test leaves unset.
+NO_ENV_FILE = str(BASE_DIR / "tests" / "no-such.env")
+
 PRODUCTION_ENV = {
     "DEBUG": "0",
     "SECRET_KEY": "x7Qm2-pL9vR4tW8yZ1cF6hJ3kN5bD0gS-eA7uI2oP4lK9jH6fG3dS1aQ8wE5rT0yU",
@@ -23,6 +26,7 @@ def run_python(code: str, **env_overrides) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in PRODUCTION_ENV}
     env.update(env_overrides)
     env.setdefault("DJANGO_SETTINGS_MODULE", "canvas.settings")
+    env.setdefault("ENV_FILE", NO_ENV_FILE)
     return subprocess.run(  # noqa: S603 - our own interpreter and code
         [sys.executable, "-c", code],
         cwd=BASE_DIR,
@@ -83,7 +87,11 @@ def test_check_deploy_is_clean_with_production_variables():
     result = subprocess.run(  # noqa: S603
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=BASE_DIR,
-        env={**{k: v for k, v in os.environ.items() if k != "DEBUG"}, **PRODUCTION_ENV},
+        env={
+            **{k: v for k, v in os.environ.items() if k != "DEBUG"},
+            **PRODUCTION_ENV,
+            "ENV_FILE": NO_ENV_FILE,
+        },
         capture_output=True,
         text=True,
         timeout=120,
