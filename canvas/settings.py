@@ -168,7 +168,8 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
-        "events": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
+        # Channels' in-memory layer, copying a group message once for all its sockets.
+        "events": {"BACKEND": "canvas.core.layers.SharedInMemoryChannelLayer"},
     }
 # Sockets and the publisher use this alias.
 EVENTS_CHANNEL_LAYER = "events"

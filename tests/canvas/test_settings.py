@@ -47,14 +47,17 @@ def read_settings(*names, **env) -> list[str]:
 
 
 def test_embedded_defaults_are_sqlite_and_in_memory_layer():
-    engine, layer, options = read_settings(
+    engine, layer, events_layer, options = read_settings(
         "s.DATABASES['default']['ENGINE']",
         "s.CHANNEL_LAYERS['default']['BACKEND']",
+        "s.CHANNEL_LAYERS[s.EVENTS_CHANNEL_LAYER]['BACKEND']",
         "s.DATABASES['default']['OPTIONS']",
         DEBUG="1",
     )
     assert engine == "'canvas.sqlite'"  # Django's SQLite backend, connections reused
     assert layer == "'channels.layers.InMemoryChannelLayer'"
+    # The sockets' layer copies a group message once for the whole group.
+    assert events_layer == "'canvas.core.layers.SharedInMemoryChannelLayer'"
     assert "journal_mode=WAL" in options
     assert "'transaction_mode': 'IMMEDIATE'" in options
 

@@ -1,0 +1,52 @@
+"""The sockets' in-memory layer (canvas/core/layers.py): one copy of a group message per send."""
+
+import asyncio
+
+from canvas.core.layers import SharedInMemoryChannelLayer
+
+
+async def _members(layer, group, count):
+    channels = [await layer.new_channel() for _ in range(count)]
+    for channel in channels:
+        await layer.group_add(group, channel)
+    return channels
+
+
+async def test_every_member_gets_one_shared_copy_apart_from_the_senders_dict():
+    layer = SharedInMemoryChannelLayer()
+    channels = await _members(layer, "g", 3)
+    message = {"type": "realtime.event", "data": {"items": [1, 2]}, "encoded": "{}"}
+
+    await layer.group_send("g", message)
+    message["data"]["items"].append(3)  # the sender reuses its dict
+
+    received = [await asyncio.wait_for(layer.receive(c), 1) for c in channels]
+    assert all(
+        r == {"type": "realtime.event", "data": {"items": [1, 2]}, "encoded": "{}"}
+        for r in received
+    )
+    assert received[0] is received[1] is received[2]  # copied once, not per member
+    assert received[0] is not message
+
+
+async def test_order_is_kept_and_a_full_channel_misses_the_message_without_failing_the_send():
+    layer = SharedInMemoryChannelLayer(capacity=2)
+    slow, fast = await _members(layer, "g", 2)
+    for n in range(2):
+        await layer.group_send("g", {"type": "x", "n": n})
+    assert (await layer.receive(fast))["n"] == 0
+    await layer.group_send("g", {"type": "x", "n": 2})  # slow's queue is full: dropped there
+
+    assert [(await layer.receive(fast))["n"] for _ in range(2)] == [1, 2]
+    assert [(await layer.receive(slow))["n"] for _ in range(2)] == [0, 1]
+    assert layer.channels.get(slow) is None  # nothing more queued for it
+
+
+async def test_a_group_with_no_members_and_a_discarded_member_get_nothing():
+    layer = SharedInMemoryChannelLayer()
+    await layer.group_send("empty", {"type": "x"})
+    kept, gone = await _members(layer, "g", 2)
+    await layer.group_discard("g", gone)
+    await layer.group_send("g", {"type": "x"})
+    assert await asyncio.wait_for(layer.receive(kept), 1) == {"type": "x"}
+    assert gone not in layer.channels
