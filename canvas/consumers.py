@@ -290,6 +290,11 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "unsubscribed", "topic": name})
 
     # --- relaying group messages ---------------------------------------------------------
+    #
+    # Group messages are read-only here: every handler below reads fields of the message (and
+    # of its ``events``, ``data``, ``stream``, ``frame``) and never changes or keeps a part of
+    # it beyond sending it. The in-memory layer hands one copy of a message to every socket of
+    # a group (``canvas.core.layers.SharedInMemoryChannelLayer``) and relies on this.
 
     async def realtime_event(self, message: dict[str, Any]):
         name = message["topic"]
@@ -324,7 +329,10 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
 
     async def realtime_frame(self, message: dict[str, Any]):
         if message["topic"] in self.subscriptions:
-            await self.send_json(message["frame"])
+            if (encoded := message.get("encoded")) is not None:
+                await self.send(text_data=encoded)  # the frame, encoded once by the publisher
+            else:
+                await self.send_json(message["frame"])
 
     async def _backfill(self, name: str, state: dict[str, Any], *, up_to: int | None):
         events = await database_sync_to_async(state["topic"].events_after)(
@@ -377,8 +385,12 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def _send_event(self, name: str, message: dict[str, Any]):
-        frame = {"type": "event", "topic": name}
-        if "seq" in message:
-            frame["seq"] = message["seq"]
-        frame.update(event=message["event"], data=message["data"], ts=message["ts"])
-        await self.send_json(frame)
+        encoded = message.get("encoded")
+        if encoded is not None and message.get("topic") == name:
+            # A live event: its frame as the publisher encoded it, once for every socket
+            # (``realtime.with_encoded_frame``; the same text ``send_json`` would write).
+            await self.send(text_data=encoded)
+            return
+        # Replayed and backfilled events (from the database) and the rest of a stream
+        # (made here) are encoded per socket.
+        await self.send_json(realtime.event_frame(name, message))

@@ -32,7 +32,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from canvas.core.events import FRAME_EVENTS, group_name
-from canvas.core.realtime import event_message, events_message, frame_message, timestamp
+from canvas.core.realtime import (
+    event_message,
+    events_message,
+    frame_message,
+    timestamp,
+    with_encoded_frame,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -209,12 +215,15 @@ def publish_events_on_commit(topic: str, events: Iterable[Event]) -> None:
 
 
 def _send(topic: str, messages: list[dict[str, Any]]) -> None:
-    if len(messages) == 1:
-        layer_messages = messages
+    # Each event's frame is encoded here, once, for every socket subscribed to it in any
+    # process (the consumer sends the text as it is); listeners get the messages without it.
+    encoded = [with_encoded_frame(message) for message in messages]
+    if len(encoded) == 1:
+        layer_messages = encoded
     else:
         layer_messages = [
-            events_message(topic=topic, events=messages[i : i + EVENTS_PER_MESSAGE])
-            for i in range(0, len(messages), EVENTS_PER_MESSAGE)
+            events_message(topic=topic, events=encoded[i : i + EVENTS_PER_MESSAGE])
+            for i in range(0, len(encoded), EVENTS_PER_MESSAGE)
         ]
     publisher.publish_many(group_name(topic), layer_messages)
     if _listeners:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -191,6 +192,42 @@ def event_message(
     if stream is not None:
         message["stream"] = stream
     return message
+
+
+def event_frame(topic: str, message: dict[str, Any]) -> dict[str, Any]:
+    """The socket frame of an ``event_message`` (or any dict with ``event``, ``data``, ``ts``
+    and maybe ``seq``) for a subscriber of ``topic``: ``{"type": "event", "topic", ("seq"),
+    "event", "data", "ts"}``, in that key order."""
+    frame = {"type": "event", "topic": topic}
+    if "seq" in message:
+        frame["seq"] = message["seq"]
+    frame.update(event=message["event"], data=message["data"], ts=message["ts"])
+    return frame
+
+
+def encode_frame(frame: dict[str, Any]) -> str:
+    """A frame as the socket's text: exactly what ``send_json`` writes (Channels'
+    ``encode_json``, ``json.dumps`` with its defaults), so a frame encoded once by the publisher
+    and one encoded per socket are the same bytes."""
+    return json.dumps(frame)
+
+
+def with_encoded_frame(message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` (an ``event_message`` or ``frame_message``) plus ``encoded``: its frame's
+    text, encoded once for every subscriber. The consumer sends that text wherever it would
+    have sent exactly that frame (a live event of the topic it names); replays, backfills and
+    frames it makes itself are encoded per socket as before. A message whose frame does not
+    encode (not JSON) goes without, and fails per socket as it always did."""
+    if message["type"] == "realtime.event":
+        frame = event_frame(message["topic"], message)
+    elif message["type"] == "realtime.frame":
+        frame = message["frame"]
+    else:
+        return message
+    try:
+        return {**message, "encoded": encode_frame(frame)}
+    except (TypeError, ValueError):
+        return message
 
 
 def events_message(*, topic: str, events: list[dict[str, Any]]) -> dict[str, Any]:

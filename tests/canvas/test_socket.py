@@ -5,6 +5,7 @@ the consumer's replay / duplicate / backfill logic is tested apart from any app'
 """
 
 import asyncio
+import json
 import uuid
 
 import pytest
@@ -276,6 +277,100 @@ async def test_a_batch_of_events_is_relayed_in_order_with_the_same_rules(sock, l
         LogTopic.group_name(log), realtime.events_message(topic=f"testlog:{log}", events=batch)
     )
     assert await seqs_until_quiet(sock) == [4, 5, 6]
+
+
+async def frame_texts_until_quiet(communicator, timeout=0.3):
+    texts = []
+    while not await communicator.receive_nothing(timeout=timeout):
+        output = await communicator.receive_output(timeout=timeout)
+        texts.append(output["text"])
+    return texts
+
+
+async def test_a_live_events_frame_encoded_once_is_the_text_a_replay_sends(token, log):
+    """The publisher encodes a live event's frame once for every socket: the same bytes, key
+    order and separators as the frame the consumer encodes itself for a replayed event."""
+    topic = f"testlog:{log}"
+    event = realtime.event_message(
+        topic=topic,
+        event="tick",
+        data={"text": 'héllo \u2028 "wörld"', "nested": {"b": [1, 2.5, None, True]}, "a": 1},
+        ts="2026-01-01T00:00:00.123456Z",
+        seq=4,
+    )
+    live, replayed = await connect(f"/ws/?token={token}"), await connect(f"/ws/?token={token}")
+    await live.send_json_to({"type": "subscribe", "topic": topic, "after": 3})
+    await live.receive_json_from(timeout=2)
+
+    LogTopic.logs[log].append(event)
+    await get_channel_layer(settings.EVENTS_CHANNEL_LAYER).group_send(
+        LogTopic.group_name(log), realtime.with_encoded_frame(event)
+    )
+    [live_text] = await frame_texts_until_quiet(live)
+    await replayed.send_json_to({"type": "subscribe", "topic": topic, "after": 3})
+    await replayed.receive_json_from(timeout=2)
+    [replayed_text] = await frame_texts_until_quiet(replayed)
+
+    assert live_text == replayed_text
+    # The protocol's key order, and send_json's encoding (json.dumps' defaults).
+    frame = {"type": "event", "topic": topic, "seq": 4, "event": "tick"}
+    frame.update(data=event["data"], ts=event["ts"])
+    assert live_text == json.dumps(frame)
+    unsequenced = {key: value for key, value in event.items() if key != "seq"}
+    del frame["seq"]
+    assert realtime.with_encoded_frame(unsequenced)["encoded"] == json.dumps(frame)
+    await live.disconnect()
+    await replayed.disconnect()
+
+
+async def test_live_events_go_out_as_their_encoded_text_and_a_backfill_is_encoded_here(sock, log):
+    """The consumer sends the text the publisher encoded (a marker here shows which path
+    sent a frame); an event it reads from the log (a backfill of a gap) it encodes itself."""
+    topic = f"testlog:{log}"
+    await sock.send_json_to({"type": "subscribe", "topic": topic, "after": 3})
+    await sock.receive_json_from(timeout=2)
+
+    def marked(message):
+        encoded = json.loads(realtime.with_encoded_frame(message)["encoded"])
+        return {**message, "encoded": json.dumps({**encoded, "via": "publisher"})}
+
+    LogTopic.logs[log] += [log_event(log, n) for n in (4, 5, 6)]
+    batch = [marked(log_event(log, 4)), marked(log_event(log, 6))]  # 5's live copy was lost
+    await get_channel_layer(settings.EVENTS_CHANNEL_LAYER).group_send(
+        LogTopic.group_name(log), realtime.events_message(topic=topic, events=batch)
+    )
+    frames = [json.loads(text) for text in await frame_texts_until_quiet(sock)]
+    assert [(f["seq"], f.get("via")) for f in frames] == [
+        (4, "publisher"),
+        (5, None),
+        (6, "publisher"),
+    ]
+
+
+async def test_group_messages_are_left_as_they_were_sent(token, log):
+    """Consumers only read a group message: the in-memory layer hands every socket (and here
+    a plain channel of the same group) the same copy."""
+    topic = f"testlog:{log}"
+    sockets = [await connect(f"/ws/?token={token}") for _ in range(2)]
+    for communicator in sockets:
+        await communicator.send_json_to({"type": "subscribe", "topic": topic, "after": 3})
+        await communicator.receive_json_from(timeout=2)
+    layer = get_channel_layer(settings.EVENTS_CHANNEL_LAYER)
+    watcher = await layer.new_channel()
+    await layer.group_add(LogTopic.group_name(log), watcher)
+
+    events = [log_event(log, 4), log_event(log, 5, "done")]
+    LogTopic.logs[log] += events
+    batch = realtime.events_message(
+        topic=topic, events=[realtime.with_encoded_frame(event) for event in events]
+    )
+    await layer.group_send(LogTopic.group_name(log), batch)
+    for communicator in sockets:
+        assert await seqs_until_quiet(communicator) == [4, 5]
+        await communicator.disconnect()
+
+    assert await asyncio.wait_for(layer.receive(watcher), 2) == batch
+    await layer.group_discard(LogTopic.group_name(log), watcher)
 
 
 async def test_a_jump_is_backfilled_from_the_log(sock, log):
