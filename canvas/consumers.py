@@ -296,6 +296,18 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
     # it beyond sending it. The in-memory layer hands one copy of a message to every socket of
     # a group (``canvas.core.layers.SharedInMemoryChannelLayer``) and relies on this.
 
+    async def dispatch(self, message):
+        # Channels' dispatch first closes old database connections in a thread hop
+        # (``sync_to_async``, into the one thread every ``database_sync_to_async`` call of the
+        # process shares), for every message of every socket: a fan-out's live events queued
+        # there behind the subscribes' reads. The relays reach the database only through
+        # ``database_sync_to_async`` (a backfill), which closes old connections itself.
+        relay = _RELAYS.get(message.get("type"))
+        if relay is None:
+            await super().dispatch(message)
+        else:
+            await getattr(self, relay)(message)
+
     async def realtime_event(self, message: dict[str, Any]):
         name = message["topic"]
         if name not in self.subscriptions:
@@ -394,3 +406,11 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
         # Replayed and backfilled events (from the database) and the rest of a stream
         # (made here) are encoded per socket.
         await self.send_json(realtime.event_frame(name, message))
+
+
+# The group messages' handlers, dispatched without Channels' close_old_connections hop.
+_RELAYS = {
+    "realtime.event": "realtime_event",
+    "realtime.events": "realtime_events",
+    "realtime.frame": "realtime_frame",
+}
