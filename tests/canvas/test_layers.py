@@ -2,6 +2,8 @@
 
 import asyncio
 
+from channels.layers import InMemoryChannelLayer
+
 from canvas.core.layers import SharedInMemoryChannelLayer
 
 
@@ -50,3 +52,25 @@ async def test_a_group_with_no_members_and_a_discarded_member_get_nothing():
     await layer.group_send("g", {"type": "x"})
     assert await asyncio.wait_for(layer.receive(kept), 1) == {"type": "x"}
     assert gone not in layer.channels
+
+
+async def test_expired_messages_still_go_and_the_walk_runs_once_per_interval(monkeypatch):
+    layer = SharedInMemoryChannelLayer(expiry=0.05)
+    stale, fresh = await _members(layer, "g", 2)
+    walks = []
+    walk = InMemoryChannelLayer._clean_expired
+    monkeypatch.setattr(
+        InMemoryChannelLayer, "_clean_expired", lambda self: walks.append(1) or walk(self)
+    )
+    for _ in range(20):  # the first walks, the others do not
+        await layer.group_send("g", {"type": "x"})
+        await layer.receive(fresh)
+    assert len(walks) == 1
+
+    layer.clean_interval = 0.1
+    await asyncio.sleep(0.15)
+    await layer.group_send("g", {"type": "y"})  # walks: stale's unread messages expired
+    assert len(walks) == 2
+    assert list(layer.groups["g"]) == [fresh]
+    assert stale not in layer.channels
+    assert await asyncio.wait_for(layer.receive(fresh), 1) == {"type": "y"}
