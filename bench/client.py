@@ -1,7 +1,8 @@
 """What a user waits for, measured from the client, beside a floor measured in the same run.
 
     .venv/bin/python bench/client.py                       # everything, SQLite
-    .venv/bin/python bench/client.py --only runs,rate      # parts: runs, rate, fanout, streams
+    .venv/bin/python bench/client.py --only runs,rate      # parts: runs, rate, fanout,
+                                                           # fanout-live, streams
     .venv/bin/python bench/client.py --memory 10000        # RSS over a long run of small runs
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/h15_bench REDIS_URL=redis://127.0.0.1:6379/5 \\
         .venv/bin/python bench/client.py --only runs,rate
@@ -611,6 +612,48 @@ def stream_clients(base: str, token: str, ids: list[str]) -> None:
     asyncio.run(main())
 
 
+def bench_fanout_live(database_url: str, token: str, graph_id: str, sockets: int) -> dict:
+    """The fan-out with every socket subscribed before the run's events are stamped (a fake
+    Ollama holds the run's LLM node until then): the events reach the sockets live, as the
+    floor's do, and the subscribes' replays are not in the latencies."""
+    from tests.live import daphne_process
+
+    fake = realtime.TimedOllama(tokens=1)
+    fake.go.clear()
+    threading.Thread(target=fake.serve_forever, daemon=True).start()
+    env = {
+        **server_env(database_url),
+        "OLLAMA_BASE_URL": f"http://127.0.0.1:{fake.server_address[1]}",
+    }
+    try:
+        with daphne_process(env) as (base, _daphne):
+            results = asyncio.run(
+                realtime.fan_out(
+                    base.replace("http://", "ws://"), base, token, graph_id, sockets, gate=fake.go
+                )
+            )
+    finally:
+        fake.shutdown()
+    return realtime.fan_out_summary(results)
+
+
+def report_fanout(title: str, ours: dict, sockets: int) -> None:
+    from tests.live import free_port
+
+    port = free_port()
+    with child("--fanout-floor", str(port), str(sockets), str(ours["events"])):
+        floor = realtime.fan_out_summary(asyncio.run(fanout_floor_clients(port, sockets)))
+    print()
+    print(f"{title}: {sockets} sockets x {ours['events']} events, ts -> receive")
+    for name, fan in (("canvas", ours), ("floor", floor)):
+        print(
+            f"  {name}: p50 {fan['p50']:.0f} ms, p99 {fan['p99']:.0f} ms; "
+            f"{fan['complete']} sockets complete, {fan['lost']} lost, "
+            f"{fan['duplicates']} duplicates"
+        )
+    print(f"  ratio p99: {ours['p99'] / floor['p99']:.1f}×")
+
+
 def bench_streams(database_url: str, token: str, graph_id: str) -> dict:
     import requests
 
@@ -681,6 +724,16 @@ def fixtures() -> tuple[str, dict[str, str]]:
         "fan-out",
         [("text", {"text": "x"}, None)] + [("template", {"template": "{v}."}, "v")] * FANOUT_CHAIN,
     )
+    # The live fan-out: its LLM node waits on the fake until every socket has subscribed.
+    graphs["fanout-live"] = realtime.create_chain(
+        user,
+        "fan-out, live",
+        [
+            ("text", {"text": "x"}, None),
+            ("llm", {"provider": "ollama", "model": "bench"}, "prompt"),
+            *[("template", {"template": "{v}."}, "v")] * (FANOUT_CHAIN - 1),
+        ],
+    )
     graphs["llm"] = realtime.create_chain(
         user, "llm", [inp, ("llm", {"provider": "ollama", "model": "bench"}, "prompt")]
     )
@@ -722,7 +775,7 @@ def report_runs(runs: dict[int, dict[str, list[float]]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", default="runs,rate,fanout,streams")
+    parser.add_argument("--only", default="runs,rate,fanout,fanout-live,streams")
     parser.add_argument("--seconds", type=float, default=4.0, help="per runs/s round")
     parser.add_argument("--rounds", type=int, default=3, help="runs/s rounds per target")
     parser.add_argument("--sockets", type=int, default=500)
@@ -832,22 +885,12 @@ def main() -> None:
                 )
                 ours = realtime.fan_out_summary(results)
                 rss.append(("after fan-out" + tag, rss_mib(daphne.pid)))
-                port = free_port()
-                with child("--fanout-floor", str(port), str(args.sockets), str(ours["events"])):
-                    floor = realtime.fan_out_summary(
-                        asyncio.run(fanout_floor_clients(port, args.sockets))
-                    )
-                print()
-                print(f"fan-out: {args.sockets} sockets x {ours['events']} events, ts -> receive")
-                for name, fan in (("canvas", ours), ("floor", floor)):
-                    print(
-                        f"  {name}: p50 {fan['p50']:.0f} ms, p99 {fan['p99']:.0f} ms; "
-                        f"{fan['complete']} sockets complete, {fan['lost']} lost, "
-                        f"{fan['duplicates']} duplicates"
-                    )
-                print(f"  ratio p99: {ours['p99'] / floor['p99']:.1f}×")
+                report_fanout("fan-out (subscribed after the run: replays)", ours, args.sockets)
         print()
     print("Daphne RSS: " + ", ".join(f"{label} {mib:.0f} MiB" for label, mib in rss))
+    if "fanout-live" in parts:
+        ours = bench_fanout_live(database_url, token, graphs["fanout-live"], args.sockets)
+        report_fanout("fan-out live (subscribed before the events)", ours, args.sockets)
     if "streams" in parts:
         streams = bench_streams(database_url, token, graphs["llm"])
         print()

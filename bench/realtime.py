@@ -261,7 +261,20 @@ async def token_latency(ws_base: str, base: str, token: str, graph_id: str, fake
     return [(received[i] - fake.sent[i]) * 1000 for i in live], (subscribed - asked) * 1000
 
 
-async def fan_out(ws_base: str, base: str, token: str, graph_id: str, sockets: int):
+async def fan_out(
+    ws_base: str,
+    base: str,
+    token: str,
+    graph_id: str,
+    sockets: int,
+    gate: threading.Event | None = None,
+):
+    """N sockets on one run: the run starts, then every socket subscribes (``after: 0``).
+
+    Without ``gate`` a short run has ended before the subscribes arrive, so each socket gets
+    the events from its replay. With ``gate`` (the fake Ollama's, holding the run's LLM node)
+    every socket has its ``subscribed`` reply before the gate opens: the rest of the run's
+    events reach the sockets live, as the floor's do."""
     import websockets
 
     connections = []
@@ -271,6 +284,13 @@ async def fan_out(ws_base: str, base: str, token: str, graph_id: str, sockets: i
     topic = f"execution:{execution}"
     for ws in connections:
         await ws.send(json.dumps({"type": "subscribe", "topic": topic, "after": 0}))
+    if gate is not None:
+        for ws in connections:  # "subscribed" comes before any event of the replay
+            while (
+                json.loads(await asyncio.wait_for(ws.recv(), timeout=120))["type"] != "subscribed"
+            ):
+                pass
+        gate.set()
     results = await asyncio.gather(*(collect_events(ws) for ws in connections))
     for ws in connections:
         await ws.close()
