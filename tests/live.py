@@ -1,4 +1,5 @@
-"""A real Daphne process on loopback, for tests that need the served stack."""
+"""Helpers for tests that run real processes: a Daphne on loopback, manage.py commands, and
+waiting for something they do."""
 
 import contextlib
 import os
@@ -6,10 +7,35 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parents[1]
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 20.0, what: str = "it") -> None:
+    """Poll ``predicate`` until it is true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def run_manage(
+    *args: str, env: dict[str, str], stdin: str | None = None
+) -> subprocess.CompletedProcess:
+    """``python manage.py *args`` in the project, as an operator types it, under ``env``."""
+    return subprocess.run(  # noqa: S603 - our own interpreter and manage.py
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def free_port() -> int:

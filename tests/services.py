@@ -16,19 +16,9 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-from tests.live import BASE_DIR, free_port
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 20.0, what: str = "it") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+from tests.live import BASE_DIR, free_port, wait_until
 
 
 class RedisServer:

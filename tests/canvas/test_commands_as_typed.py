@@ -4,12 +4,11 @@ works in that checkout; with no settings at all a command says which variable is
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 from canvas import devenv
+from tests.live import BASE_DIR, run_manage
 
-BASE_DIR = Path(__file__).resolve().parents[2]
 SETTINGS_VARIABLES = ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "CRYPTOGRAPHY_KEY", "ENV_FILE")
 
 
@@ -18,14 +17,7 @@ def manage(*args, env_file: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in SETTINGS_VARIABLES}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env["ENV_FILE"] = str(env_file)
-    return subprocess.run(  # noqa: S603 - our own interpreter and manage.py
-        [sys.executable, "manage.py", *args],
-        cwd=BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_manage(*args, env=env)
 
 
 def read_env(path: Path) -> dict[str, str]:

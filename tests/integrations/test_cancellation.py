@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from integrations.cancellation import CancelFlags, Cancellation, CancelWatcher
+from tests.live import wait_until
 
 
 class MemoryFlags(CancelFlags):
@@ -28,14 +29,6 @@ class MemoryFlags(CancelFlags):
         self.beats.append(sorted(keys))
 
 
-def wait_until(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("not within the timeout")
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def quick(settings):
     settings.CANCEL_POLL_SECONDS = 0.05
@@ -49,7 +42,7 @@ def test_a_flag_cancels_the_work_it_belongs_to_and_only_it(quick):
     cancellations = {asked: Cancellation(), other: Cancellation()}
     for key, cancellation in cancellations.items():
         watcher.watch(flags, key, cancellation)
-    wait_until(lambda: flags.reads)
+    wait_until(lambda: flags.reads, timeout=5.0)
 
     flags.rows[asked] = True  # what a cancel in another process leaves: the flag
     assert cancellations[asked].event.wait(2.0)
@@ -67,7 +60,7 @@ def test_a_deleted_row_cancels_but_one_never_seen_does_not(quick):
     cancellations = {seen: Cancellation(), unseen: Cancellation()}
     for key, cancellation in cancellations.items():
         watcher.watch(flags, key, cancellation)
-    wait_until(lambda: len(flags.reads) >= 2)
+    wait_until(lambda: len(flags.reads) >= 2, timeout=5.0)
 
     del flags.rows[seen]  # its conversation (or graph) was deleted
     assert cancellations[seen].event.wait(2.0)
@@ -84,7 +77,7 @@ def test_work_younger_than_one_interval_costs_no_read(settings):
     time.sleep(0.1)
     watcher.unwatch(flags, short, cancellation)  # a run that ended before one interval
     watcher.watch(flags, long, cancellation)
-    wait_until(lambda: flags.reads)
+    wait_until(lambda: flags.reads, timeout=5.0)
 
     assert all(short not in keys for keys in flags.reads)
     assert flags.reads[0] == [long]

@@ -20,7 +20,7 @@ from integrations import keys
 from integrations.encryption import DecryptionError
 from integrations.models import ApiKey
 from tests.integrations.test_keys import GROQ_SECRET, OTHER_SECRET
-from tests.live import BASE_DIR, daphne
+from tests.live import BASE_DIR, daphne, run_manage
 
 # The passphrase the test settings use (settings.CRYPTOGRAPHY_KEY holds its stretched form).
 CONFIGURED_KEY = settings_module.CRYPTOGRAPHY_KEY
@@ -285,15 +285,7 @@ def test_verification_lets_the_process_start_when_the_database_cannot_be_asked(m
 
 
 def manage(env: dict, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(  # noqa: S603 - our own interpreter and manage.py
-        [sys.executable, "manage.py", *args],
-        cwd=BASE_DIR,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_manage(*args, env=env, stdin=stdin)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 reload mid-run, two windows on one graph. Headless Chromium against a real Daphne."""
 
 import re
-import time
 
 import pytest
 import requests
@@ -12,6 +11,7 @@ from rest_framework.authtoken.models import Token
 from graphs.models import Graph
 from tests.fakes.base import Behaviour
 from tests.graphs.factories import edge, node
+from tests.live import wait_until
 from workflows.models import Execution
 
 from .conftest import screenshot
@@ -260,12 +260,12 @@ def test_two_windows_follow_each_other(new_page, api_client, user, site):
     before = box(second, topic_id)
     head = node_el(first, topic_id).locator(".cnode-head")
     drag_by(first, head, 0, 140)
-    wait_until(lambda: box(second, topic_id)["y"] > before["y"] + 60)
+    wait_until(lambda: box(second, topic_id)["y"] > before["y"] + 60, timeout=10.0)
 
     # ...and the other way round
     before = box(first, prompt_id)
     drag_by(second, node_el(second, prompt_id).locator(".cnode-head"), 0, 150)
-    wait_until(lambda: box(first, prompt_id)["y"] > before["y"] + 60)
+    wait_until(lambda: box(first, prompt_id)["y"] > before["y"] + 60, timeout=10.0)
 
     # A node added in one appears in the other; deleted there, it goes here
     first.get_by_role("navigation", name="Node types").get_by_role(
@@ -306,12 +306,3 @@ def drag_by(page, locator, dx, dy):
     page.mouse.down()
     page.mouse.move(x + dx, y + dy, steps=10)
     page.mouse.up()
-
-
-def wait_until(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")

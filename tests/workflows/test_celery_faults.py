@@ -24,14 +24,13 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from tests.fakes.base import Behaviour
-from tests.live import daphne, database_url_for, server_env_for_test_db
+from tests.live import daphne, database_url_for, server_env_for_test_db, wait_until
 from tests.services import (
     READY,
     PostgresCluster,
     RedisServer,
     celery_app_for,
     celery_worker,
-    wait_until,
 )
 from tests.workflows.conftest import build_graph, events_of, runs_by_key, wait_for
 from tests.workflows.test_recovery import assert_resumed_once, two_call_graph

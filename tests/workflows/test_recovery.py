@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.base import Behaviour
-from tests.live import server_env_for_test_db
+from tests.live import server_env_for_test_db, wait_until
 from tests.workflows.conftest import Target, build_graph, events_of, runs_by_key
 from workflows.models import Execution, NodeRun
 
@@ -80,15 +80,6 @@ def two_call_graph(user):
 
 def prompts(fake) -> list[str]:
     return [r.json()["messages"][-1]["content"] for r in fake.requests if r.path == "/api/chat"]
-
-
-def wait_until(predicate, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def assert_resumed_once(graph, execution, fake):
