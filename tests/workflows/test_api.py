@@ -38,6 +38,9 @@ def test_start_answers_202_and_the_run_completes(api_client, graph):
     wait_for(Execution.objects.get(pk=body["id"]))
 
     detail = api_client.get(f"/api/executions/{body['id']}/").json()
+    # The start answers the run as created, in the detail's shape.
+    assert set(body) == set(detail)
+    assert body["node_runs"] == []
     assert detail["status"] == "succeeded"
     assert detail["outputs"] == {"greeting": "hi ann"}
     assert detail["error"] == ""
