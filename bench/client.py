@@ -22,7 +22,9 @@ The method, the same for the server and its floor:
   medians and ranges. Per node = (T(200) - T(10)) / 190, from the medians, and the range
   from the i-th run of each.
 - **runs/s**: 8 clients, each with its own HTTP connection and socket, running 3-node graphs
-  (``input → template → output``) back to back by the same method, for a few seconds.
+  (``input → template → output``) back to back by the same method, for a few seconds; beside
+  it, the serving process's CPU per run (``/proc/<pid>/stat`` across the round over the runs
+  completed): a throughput bound by one interpreter is about 1000 / that figure.
 - **fan-out**: 500 sockets subscribed to one execution of a 52-node chain (105 events),
   event ``ts`` → receipt (``bench/realtime.py``'s method); the floor is an asyncio +
   ``websockets`` server that ``broadcast``s 105 pre-encoded frames to 500 sockets.
@@ -90,6 +92,12 @@ def server_env(database_url: str) -> dict[str, str]:
 
 def rss_mib(pid: int) -> float:
     return realtime.rss_mib(pid)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- the client: the same for the server and the floor ------------------------------------
@@ -164,6 +172,12 @@ async def timed_runs(targets: dict[str, str], token: str, graph_id: str) -> dict
 
 async def runs_per_second(base: str, token: str, graph_id: str, seconds: float) -> float:
     """CLIENTS clients back to back for ``seconds``: completed runs per second."""
+    done, elapsed = await runs_for(base, token, graph_id, seconds)
+    return done / elapsed
+
+
+async def runs_for(base: str, token: str, graph_id: str, seconds: float) -> tuple[int, float]:
+    """CLIENTS clients back to back for ``seconds``: (completed runs, seconds taken)."""
     done = 0
     async with ExitStackAsync() as stack:
         clients = [await stack.enter(Client(base, token)) for _ in range(CLIENTS)]
@@ -178,7 +192,7 @@ async def runs_per_second(base: str, token: str, graph_id: str, seconds: float) 
 
         await asyncio.gather(*(loop(c) for c in clients))
         elapsed = time.perf_counter() - started
-    return done / elapsed
+    return done, elapsed
 
 
 class ExitStackAsync:
@@ -836,9 +850,10 @@ def main() -> None:
     with ExitStack() as stack:
         base, daphne = stack.enter_context(daphne_process(env))
         targets = {"canvas": base}
+        servers = {"canvas": daphne.pid}
         if floor_db is not None and parts & {"runs", "rate"}:
             port = free_port()
-            stack.enter_context(child("--floor", str(port), str(floor_db)))
+            servers["floor"] = stack.enter_context(child("--floor", str(port), str(floor_db))).pid
             targets["floor"] = f"http://127.0.0.1:{port}"
         rss = [("idle", rss_mib(daphne.pid))]
         if args.memory:
@@ -856,22 +871,28 @@ def main() -> None:
                 rss.append(("after T(N)" + tag, rss_mib(daphne.pid)))
             if "rate" in parts:
                 rates: dict[str, list[float]] = {name: [] for name in targets}
+                cpu_ms: dict[str, list[float]] = {name: [] for name in targets}
                 for target in targets.values():  # warm-up
                     asyncio.run(runs_per_second(target, token, graphs["tiny"], 1.0))
                 for _ in range(args.rounds):
                     for name, target in targets.items():
-                        rates[name].append(
-                            asyncio.run(
-                                runs_per_second(target, token, graphs["tiny"], args.seconds)
-                            )
+                        cpu_before = cpu_seconds(servers[name])
+                        done, elapsed = asyncio.run(
+                            runs_for(target, token, graphs["tiny"], args.seconds)
                         )
+                        cpu = cpu_seconds(servers[name]) - cpu_before
+                        rates[name].append(done / elapsed)
+                        cpu_ms[name].append(cpu * 1000 / done)
                 print()
                 print(
                     f"3-node runs/s, {CLIENTS} clients over REST + socket, "
                     f"{args.seconds:g} s rounds"
                 )
                 for name, values in rates.items():
-                    print(f"  {name}: {spread(values, '{:.0f}')} /s")
+                    print(
+                        f"  {name}: {spread(values, '{:.0f}')} /s; the serving process's CPU "
+                        f"per run {spread(cpu_ms[name])} ms"
+                    )
                 rss.append(("after runs/s" + tag, rss_mib(daphne.pid)))
             if "fanout" in parts:
                 results = asyncio.run(
