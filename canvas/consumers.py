@@ -300,13 +300,14 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
         # Channels' dispatch first closes old database connections in a thread hop
         # (``sync_to_async``, into the one thread every ``database_sync_to_async`` call of the
         # process shares), for every message of every socket: a fan-out's live events queued
-        # there behind the subscribes' reads. The relays reach the database only through
-        # ``database_sync_to_async`` (a backfill), which closes old connections itself.
-        relay = _RELAYS.get(message.get("type"))
-        if relay is None:
+        # there behind the subscribes' reads, and every subscribe waited there twice (the hop,
+        # then its read). The relays and the client messages' handlers reach the database
+        # only through ``database_sync_to_async``, which closes old connections itself.
+        handler = _WITHOUT_HOP.get(message.get("type"))
+        if handler is None:
             await super().dispatch(message)
         else:
-            await getattr(self, relay)(message)
+            await getattr(self, handler)(message)
 
     async def realtime_event(self, message: dict[str, Any]):
         name = message["topic"]
@@ -409,8 +410,11 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
 
 
 # The group messages' handlers, dispatched without Channels' close_old_connections hop.
-_RELAYS = {
+# Messages dispatched without Channels' connection-closing hop (``dispatch``): the group
+# relays and the client's messages; connect and disconnect keep it.
+_WITHOUT_HOP = {
     "realtime.event": "realtime_event",
     "realtime.events": "realtime_events",
     "realtime.frame": "realtime_frame",
+    "websocket.receive": "websocket_receive",
 }
