@@ -69,6 +69,16 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
+def _no_cached_replays():
+    """Every test starts with an empty cache of finished replays (canvas/core/replays.py):
+    a test's rows are rolled back, its cached logs must go with them."""
+    yield
+    from workflows.realtime import replay_cache
+
+    replay_cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _own_cache_keys():
     """Every test starts with empty throttle counters: this run's cache keys are deleted after
     each test (by prefix under Redis, shared with other runs; the whole local cache otherwise)."""

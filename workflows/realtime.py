@@ -6,10 +6,11 @@ import uuid
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.db.models import Max
+from django.db.models import Max, OuterRef, Subquery
 
 from canvas.core import events, realtime
 from canvas.core.exceptions import ApplicationError, NotFoundError
+from canvas.core.replays import CachedLog, ReplayCache
 from graphs.registry import UnknownNodeType
 from workflows.events import STORED_FIELDS, stored_messages
 from workflows.models import TERMINAL_STATUSES, Execution, ExecutionEvent
@@ -18,6 +19,8 @@ from workflows.selectors import EVENTS_PAGE_SIZE, execution_node_statuses
 from workflows.services import execution_cancel_for_user
 
 FINAL_EVENTS = events.EXECUTION_FINAL_EVENTS
+# Runs' stored logs, read and encoded once per process (canvas/core/replays.py).
+replay_cache = ReplayCache()
 # A node's token stream (re)starts at index 0 with these, and ends with the others.
 STREAM_START_EVENTS = frozenset({events.NODE_STARTED, events.NODE_RETRYING})
 NODE_END_EVENTS = frozenset(
@@ -58,44 +61,99 @@ class ExecutionTopic(realtime.Topic):
 
     def open(self, *, user, object_id: uuid.UUID, after: int | None) -> realtime.Opened:
         # The group was joined before this read, so anything committed from now on also
-        # arrives live. Read last_seq before the status and node statuses: the snapshot is
-        # then at least as new as last_seq. (last_seq of a run that is not the user's is read
-        # and dropped: the status read that follows is the ownership check.)
-        last_seq = self._last_seq(object_id)
-        status = (
+        # arrives live. One statement checks ownership and reads the status and last_seq
+        # together, so the snapshot is at least as new as last_seq; and a run's terminal
+        # status commits with its final event (the recorder's last flush, a queued run's
+        # cancel, execution_fail_owned), so a terminal status read here comes with a last_seq
+        # that includes the final event.
+        row = (
             Execution.objects.filter(owner=user, pk=object_id)
-            .values_list("status", flat=True)
+            .annotate(last_seq=Subquery(self._last_seq_query(OuterRef("pk"))))
+            .values_list("status", "last_seq")
             .first()
         )
-        if status is None:
+        if row is None:
             raise NotFoundError("Execution not found.")
+        status, last_seq = row[0], row[1] or 0
+        finished = status in TERMINAL_STATUSES
+        cached = replay_cache.get(object_id)
+        if finished and cached is not None and cached.final:
+            return self._opened_from(cached, after)
         snapshot = {
             "status": status,
             "nodes": execution_node_statuses(execution_id=object_id),
             "last_seq": last_seq,
         }
         if after is None:
-            replay, sent = [], last_seq
-        else:
-            replay, cursor = [], after
-            while True:
-                page = self.events_after(object_id=object_id, after=cursor)
-                replay += page
-                if len(page) < EVENTS_PAGE_SIZE:
-                    break
-                cursor = page[-1]["seq"]
-            sent = replay[-1]["seq"] if replay else after
+            # Nothing more will come after a terminal status: its last_seq is the final event's.
+            return realtime.Opened(snapshot=snapshot, last_seq=last_seq, final=finished)
+        log = self._cached_log(object_id, cached, last_seq, snapshot if finished else None)
+        if log is not None:
+            replay = list(log.messages[after:])
+        else:  # the cache is off (or the stored log was not 1..N, which it always is)
+            replay = self._log_after(object_id, after)
+        sent = replay[-1]["seq"] if replay else after
         # Nothing more will come once the terminal event was sent; otherwise the consumer
         # keeps checking the tail on its heartbeat.
         final = bool(replay) and replay[-1]["event"] in FINAL_EVENTS
-        if after is None and status in TERMINAL_STATUSES:
-            final = self._last_seq(object_id) == last_seq
         return realtime.Opened(snapshot=snapshot, events=replay, last_seq=sent, final=final)
 
+    def _cached_log(
+        self,
+        object_id: uuid.UUID,
+        cached: CachedLog | None,
+        last_seq: int,
+        finished_snapshot: dict[str, Any] | None,
+    ) -> CachedLog | None:
+        """The run's log through at least ``last_seq``: the cached prefix, plus the events
+        stored since read once and kept for the next subscribers. ``finished_snapshot``: the
+        snapshot of a run read as terminal, kept with its log once that ends in the final
+        event."""
+        if replay_cache.limit <= 0:
+            return None
+        prefix = cached.messages if cached is not None else ()
+        have = len(prefix)
+        if have < last_seq:
+            rest = self._log_after(object_id, have)
+            if rest and (rest[0]["seq"] != have + 1 or rest[-1]["seq"] != have + len(rest)):
+                return None
+            prefix += tuple(realtime.with_encoded_frame(message) for message in rest)
+        final = bool(prefix) and prefix[-1]["event"] in FINAL_EVENTS
+        if len(prefix) == have and not (final and finished_snapshot is not None):
+            return cached  # nothing new to keep
+        snapshot = finished_snapshot if final and len(prefix) == last_seq else None
+        # (A log over the cache's bound is answered without being kept.)
+        return replay_cache.put(object_id, prefix, snapshot=snapshot)
+
     @staticmethod
-    def _last_seq(execution_id: uuid.UUID) -> int:
-        last = ExecutionEvent.objects.filter(execution_id=execution_id).aggregate(m=Max("seq"))
-        return last["m"] or 0
+    def _opened_from(cached: CachedLog, after: int | None) -> realtime.Opened:
+        """A subscribe to a finished run served from its cached log: the same messages and
+        frames as a read from the database, and nothing more will come (``final``), whatever
+        ``after`` the client gave."""
+        if after is None:
+            replay, sent = [], cached.last_seq
+        else:
+            replay = cached.after(after)
+            sent = replay[-1]["seq"] if replay else after
+        return realtime.Opened(snapshot=cached.snapshot, events=replay, last_seq=sent, final=True)
+
+    def _log_after(self, object_id: uuid.UUID, after: int) -> list[dict[str, Any]]:
+        """Every stored event with ``seq > after``, page by page."""
+        replay, cursor = [], after
+        while True:
+            page = self.events_after(object_id=object_id, after=cursor)
+            replay += page
+            if len(page) < EVENTS_PAGE_SIZE:
+                return replay
+            cursor = page[-1]["seq"]
+
+    @staticmethod
+    def _last_seq_query(execution_id):
+        return (
+            ExecutionEvent.objects.filter(execution_id=execution_id)
+            .order_by("-seq")
+            .values("seq")[:1]
+        )
 
     def last_seqs(self, object_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
         tails: dict[uuid.UUID, int] = {}

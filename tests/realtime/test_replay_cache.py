@@ -1,0 +1,209 @@
+"""Finished runs' replays, read and encoded once per process (canvas/core/replays.py)."""
+
+import uuid
+
+import pytest
+from channels.db import database_sync_to_async
+
+from canvas.core.exceptions import NotFoundError
+from canvas.core.replays import ReplayCache
+from tests.fakes.base import Behaviour
+from tests.realtime.test_execution_topic import llm_graph, ollama, socket_for  # noqa: F401
+from tests.workflows.conftest import build_graph, run_graph, wait_for
+from workflows.models import ExecutionEvent
+from workflows.realtime import ExecutionTopic, replay_cache
+from workflows.services import execution_create
+
+FINAL = {"execution.completed", "execution.failed", "execution.cancelled"}
+
+
+def messages(size: int, count: int = 1) -> list[dict]:
+    return [{"seq": i + 1, "event": "e", "encoded": "x" * size} for i in range(count)]
+
+
+# --- the bound ------------------------------------------------------------------------------
+
+
+def test_the_cache_keeps_at_most_its_bound_least_recently_used_out_first():
+    cache = ReplayCache(limit=100)
+    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    cache.put(a, messages(20, 2))
+    cache.put(b, messages(40))
+    assert cache.get(a) is not None  # a is now the most recently used
+    cache.put(c, messages(30))  # 40 + 40 + 30 > 100: b goes
+
+    assert cache.get(b) is None
+    assert cache.get(a).last_seq == 2
+    assert cache.get(c) is not None
+    assert cache.size == 70 <= cache.limit
+
+
+def test_a_log_over_the_bound_is_answered_but_not_kept():
+    cache = ReplayCache(limit=100)
+    kept = uuid.uuid4()
+    cache.put(kept, messages(60))
+    big = uuid.uuid4()
+
+    entry = cache.put(big, messages(101), snapshot={"status": "succeeded"})
+
+    assert entry.after(0) == messages(101)
+    assert entry.final
+    assert cache.get(big) is None
+    assert cache.get(kept) is not None  # nothing was evicted for it
+    assert cache.size == 60
+
+
+def test_a_bound_of_zero_keeps_nothing():
+    cache = ReplayCache(limit=0)
+    cache.put(uuid.uuid4(), messages(1))
+    assert len(cache) == 0
+    assert cache.size == 0
+
+
+def test_putting_an_object_again_replaces_its_entry():
+    cache = ReplayCache(limit=100)
+    key = uuid.uuid4()
+    cache.put(key, messages(30))
+    cache.put(key, messages(10, 3))
+    assert cache.size == 30
+    assert cache.get(key).last_seq == 3
+
+
+def test_the_default_bound_is_the_setting(settings):
+    settings.REALTIME_REPLAY_CACHE_BYTES = 1234
+    assert ReplayCache().limit == 1234
+
+
+# --- the execution topic --------------------------------------------------------------------
+
+
+def text_graph(user):
+    return build_graph(
+        user,
+        {"t": ("text", {"text": "hi"}), "out": ("output", {"name": "o"})},
+        [("t", "text", "out", "value")],
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_finished_runs_subscribe_reads_one_row_once_cached(user, django_assert_num_queries):
+    execution = run_graph(text_graph(user))
+    topic = ExecutionTopic()
+    first = topic.open(user=user, object_id=execution.id, after=0)  # reads and keeps the log
+    assert replay_cache.get(execution.id) is not None
+
+    # The ownership check, status and last seq, in one statement; nothing else.
+    with django_assert_num_queries(1):
+        again = topic.open(user=user, object_id=execution.id, after=0)
+    with django_assert_num_queries(1):
+        later = topic.open(user=user, object_id=execution.id, after=2)
+
+    assert again == first
+    assert first.final
+    assert first.last_seq == first.snapshot["last_seq"] == len(first.events)
+    assert later.events == first.events[2:]
+    assert later.last_seq == first.last_seq
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cached_run_is_still_not_found_for_another_user(user, other_user):
+    execution = run_graph(text_graph(user))
+    ExecutionTopic().open(user=user, object_id=execution.id, after=0)
+    assert replay_cache.get(execution.id) is not None
+
+    with pytest.raises(NotFoundError):
+        ExecutionTopic().open(user=other_user, object_id=execution.id, after=0)
+    with pytest.raises(NotFoundError):
+        ExecutionTopic().open(user=other_user, object_id=execution.id, after=None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cached_run_deleted_since_is_not_found(user):
+    execution = run_graph(text_graph(user))
+    ExecutionTopic().open(user=user, object_id=execution.id, after=0)
+    execution.delete()
+
+    with pytest.raises(NotFoundError):
+        ExecutionTopic().open(user=user, object_id=execution.id, after=0)
+
+
+def without_encoded(messages):
+    return [{k: v for k, v in m.items() if k != "encoded"} for m in messages]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_running_runs_log_is_kept_as_it_grows_and_final_once_it_ended(
+    user,
+    ollama,  # noqa: F811
+    django_assert_max_num_queries,
+):
+    ollama.enqueue(Behaviour(reply="slow " * 20, token_interval=0.05), path="/api/chat")
+    execution = execution_create(user=user, graph=llm_graph(user), inputs={})
+    wait_for(execution, statuses={"running"})
+    topic = ExecutionTopic()
+
+    running = topic.open(user=user, object_id=execution.id, after=0)
+
+    assert not running.final
+    kept = replay_cache.get(execution.id)
+    assert not kept.final
+    assert kept.snapshot is None
+    assert kept.messages[: running.last_seq] == tuple(running.events)
+    assert without_encoded(running.events) == topic.events_after(object_id=execution.id, after=0)
+
+    wait_for(execution)
+    ended = topic.open(user=user, object_id=execution.id, after=1)
+
+    assert ended.final
+    assert without_encoded(ended.events) == topic.events_after(object_id=execution.id, after=1)
+    assert replay_cache.get(execution.id).final
+    assert replay_cache.get(execution.id).snapshot == ended.snapshot
+    with django_assert_max_num_queries(1):
+        assert topic.open(user=user, object_id=execution.id, after=1) == ended
+
+
+async def raw_replay(user, execution_id, after):
+    """Every text frame a fresh socket gets for a subscribe, up to the run's final event."""
+    sock = await socket_for(user)
+    await sock.send_json_to(
+        {"type": "subscribe", "topic": f"execution:{execution_id}", "after": after}
+    )
+    texts = []
+    while True:
+        text = await sock.receive_from(timeout=5)
+        texts.append(text)
+        if any(f'"event": "{name}"' in text for name in FINAL):
+            break
+    assert await sock.receive_nothing(timeout=0.1)
+    await sock.disconnect()
+    return texts
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_cached_replay_is_the_uncached_one_byte_for_byte(user, ollama, settings):  # noqa: F811
+    # An LLM node: a replay from before its start also carries the node's text as one
+    # node.token frame before node.completed, which the consumer makes per socket.
+    execution = await database_sync_to_async(run_graph)(
+        await database_sync_to_async(llm_graph)(user)
+    )
+    llm_started = await database_sync_to_async(
+        lambda: (
+            ExecutionEvent.objects.get(
+                execution=execution, event="node.started", data__type="llm"
+            ).seq
+        )
+    )()
+    # From the start, and from after the LLM node's start (no token frame made then).
+    for after, tokens in ((0, True), (llm_started, False)):
+        settings.REALTIME_REPLAY_CACHE_BYTES = 0
+        uncached = await raw_replay(user, execution.id, after)
+        assert replay_cache.get(execution.id) is None
+        settings.REALTIME_REPLAY_CACHE_BYTES = 16 * 1024 * 1024
+        filling = await raw_replay(user, execution.id, after)  # reads, encodes and keeps it
+        assert replay_cache.get(execution.id) is not None
+        cached = await raw_replay(user, execution.id, after)
+
+        assert filling == uncached
+        assert cached == uncached
+        assert any('"event": "node.token"' in text for text in uncached) == tokens
+        replay_cache.clear()
