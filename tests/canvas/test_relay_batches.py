@@ -1,0 +1,95 @@
+"""The consumer's relay of a batch of events (``realtime.events``) to many sockets."""
+
+import asyncio
+import uuid
+
+from canvas.consumers import RELAY_YIELD_EVERY, CanvasConsumer
+from canvas.core import events, realtime
+from canvas.core.streams import TextStreams
+
+
+def batch(execution: uuid.UUID, count: int) -> list[dict]:
+    topic = events.execution_topic(execution)
+    messages = []
+    for seq in range(1, count + 1):
+        node = {"node": f"n{seq}", "type": "template", "label": "t", "attempt": 1}
+        messages.append(
+            realtime.with_encoded_frame(
+                realtime.event_message(
+                    topic=topic,
+                    event=events.NODE_STARTED,
+                    data={**node, "status": "running"},
+                    ts="2026-11-28T12:00:00Z",
+                    seq=seq,
+                )
+            )
+        )
+    return messages
+
+
+def subscribed_consumer(execution: uuid.UUID, log: list, index: int) -> CanvasConsumer:
+    """A consumer subscribed to the run whose socket sends append (index, frame) to ``log``."""
+    consumer = CanvasConsumer()
+    name = events.execution_topic(execution)
+
+    async def send(message):
+        log.append((index, message["text"]))
+
+    consumer.base_send = send
+    consumer.relay_lock = asyncio.Lock()
+    consumer.subscriptions = {
+        name: {
+            "topic": realtime.get_topic(events.EXECUTION),
+            "object_id": execution,
+            "group": events.group_name(name),
+            "sequenced": True,
+            "last_seq": 0,
+            "final": False,
+            "streams": TextStreams(),
+        }
+    }
+    return consumer
+
+
+async def test_sockets_relaying_one_batch_take_turns_so_frames_leave_early():
+    # Every socket of a group relays the same batch in one loop iteration. The loop writes a
+    # socket's queued frames only when it next polls, so each relay pauses every
+    # RELAY_YIELD_EVERY events: the first frames go out while later ones are still relayed.
+    execution = uuid.uuid4()
+    messages = batch(execution, 3 * RELAY_YIELD_EVERY)
+    message = realtime.events_message(topic=events.execution_topic(execution), events=messages)
+    log: list = []
+    consumers = [subscribed_consumer(execution, log, index) for index in range(3)]
+
+    await asyncio.gather(*(consumer.dispatch(message) for consumer in consumers))
+
+    # Each socket got the whole batch, in order, as the publisher encoded it.
+    for index in range(3):
+        assert [text for i, text in log if i == index] == [m["encoded"] for m in messages]
+    # The last socket's first frame was sent before the first socket's last one.
+    first_of_last = log.index((2, messages[0]["encoded"]))
+    last_of_first = log.index((0, messages[-1]["encoded"]))
+    assert first_of_last < last_of_first
+    assert [i for i, _ in log[: 3 * RELAY_YIELD_EVERY]] == [
+        i for i in range(3) for _ in range(RELAY_YIELD_EVERY)
+    ]
+
+
+async def test_a_batch_after_an_unsubscribe_midway_stops_there():
+    execution = uuid.uuid4()
+    messages = batch(execution, 2 * RELAY_YIELD_EVERY)
+    log: list = []
+    consumer = subscribed_consumer(execution, log, 0)
+    name = events.execution_topic(execution)
+
+    async def unsubscribe_at_the_pause():
+        consumer.subscriptions.pop(name)
+
+    relay = asyncio.ensure_future(
+        consumer.dispatch(realtime.events_message(topic=name, events=messages))
+    )
+    await asyncio.sleep(0)  # the relay runs up to its first pause
+    await unsubscribe_at_the_pause()
+    await relay
+
+    assert len(log) == RELAY_YIELD_EVERY
