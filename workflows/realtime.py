@@ -109,7 +109,7 @@ class ExecutionTopic(realtime.Topic):
         stored since read once and kept for the next subscribers. ``finished_snapshot``: the
         snapshot of a run read as terminal, kept with its log once that ends in the final
         event."""
-        if replay_cache.limit <= 0:
+        if replay_cache.limit <= 0 or replay_cache.oversized(object_id):
             return None
         prefix = cached.messages if cached is not None else ()
         have = len(prefix)

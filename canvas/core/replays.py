@@ -28,6 +28,9 @@ from typing import Any
 
 from django.conf import settings
 
+# How many objects over the bound are remembered as such.
+OVERSIZED_KEPT = 1024
+
 
 @dataclasses.dataclass(frozen=True)
 class CachedLog:
@@ -59,6 +62,9 @@ class ReplayCache:
         self._limit = limit
         self._entries: OrderedDict[uuid.UUID, CachedLog] = OrderedDict()
         self._size = 0
+        # Objects whose log outgrew the bound: read from the database as if uncached (not
+        # from their first event on every subscribe, only to be dropped again).
+        self._oversized: OrderedDict[uuid.UUID, None] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
@@ -95,12 +101,16 @@ class ReplayCache:
             messages=tuple(messages), final=snapshot is not None, snapshot=snapshot, size=size
         )
         limit = self.limit
-        if limit <= 0 or size > limit:
+        if limit <= 0:
             return entry
         with self._lock:
-            previous = self._entries.pop(object_id, None)
-            if previous is not None:
+            if (previous := self._entries.pop(object_id, None)) is not None:
                 self._size -= previous.size
+            if size > limit:
+                self._oversized[object_id] = None
+                if len(self._oversized) > OVERSIZED_KEPT:
+                    self._oversized.popitem(last=False)
+                return entry
             self._entries[object_id] = entry
             self._size += size
             while self._size > limit:
@@ -108,7 +118,12 @@ class ReplayCache:
                 self._size -= evicted.size
         return entry
 
+    def oversized(self, object_id: uuid.UUID) -> bool:
+        """True when the object's log was once over the bound (it only grows)."""
+        return object_id in self._oversized
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._oversized.clear()
             self._size = 0

@@ -51,6 +51,8 @@ def test_a_log_over_the_bound_is_answered_but_not_kept():
     assert cache.get(big) is None
     assert cache.get(kept) is not None  # nothing was evicted for it
     assert cache.size == 60
+    assert cache.oversized(big)
+    assert not cache.oversized(kept)
 
 
 def test_a_bound_of_zero_keeps_nothing():
@@ -103,6 +105,27 @@ def test_a_finished_runs_subscribe_reads_one_row_once_cached(user, django_assert
     assert first.last_seq == first.snapshot["last_seq"] == len(first.events)
     assert later.events == first.events[2:]
     assert later.last_seq == first.last_seq
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_over_the_bound_is_read_from_after_as_without_the_cache(
+    user, settings, django_assert_num_queries
+):
+    execution = run_graph(text_graph(user))
+    topic = ExecutionTopic()
+    settings.REALTIME_REPLAY_CACHE_BYTES = 0
+    uncached = topic.open(user=user, object_id=execution.id, after=2)
+    settings.REALTIME_REPLAY_CACHE_BYTES = 10  # less than one frame
+    topic.open(user=user, object_id=execution.id, after=0)  # reads the log, cannot keep it
+    assert replay_cache.get(execution.id) is None
+    assert replay_cache.oversized(execution.id)
+
+    # Then: the status statement, the node statuses, the events after 2 (not from 1 again).
+    with django_assert_num_queries(3) as captured:
+        again = topic.open(user=user, object_id=execution.id, after=2)
+
+    assert again == uncached
+    assert '"seq" > 2' in captured.captured_queries[-1]["sql"]
 
 
 @pytest.mark.django_db(transaction=True)
