@@ -274,7 +274,9 @@ async def fan_out(
     Without ``gate`` a short run has ended before the subscribes arrive, so each socket gets
     the events from its replay. With ``gate`` (the fake Ollama's, holding the run's LLM node)
     every socket has its ``subscribed`` reply before the gate opens: the rest of the run's
-    events reach the sockets live, as the floor's do."""
+    events reach the sockets live, as the floor's do, and only those are timed (the few
+    stamped before the gate opened are replayed on subscribe: their seqs are checked, but
+    their ``ts`` → receipt is the 500 subscribes' time, which the floor does not measure)."""
     import websockets
 
     connections = []
@@ -284,22 +286,25 @@ async def fan_out(
     topic = f"execution:{execution}"
     for ws in connections:
         await ws.send(json.dumps({"type": "subscribe", "topic": topic, "after": 0}))
+    opened = None
     if gate is not None:
         for ws in connections:  # "subscribed" comes before any event of the replay
             while (
                 json.loads(await asyncio.wait_for(ws.recv(), timeout=120))["type"] != "subscribed"
             ):
                 pass
+        opened = time.time()
         gate.set()
-    results = await asyncio.gather(*(collect_events(ws) for ws in connections))
+    results = await asyncio.gather(*(collect_events(ws, since=opened) for ws in connections))
     for ws in connections:
         await ws.close()
     return results
 
 
-async def collect_events(ws) -> tuple[list[int], list[float]]:
+async def collect_events(ws, since: float | None = None) -> tuple[list[int], list[float]]:
     """Sequenced event frames on one socket until the run's terminal event: their seqs, and
-    each frame's latency from its ``ts`` (the moment the event was stamped) to its receipt."""
+    each frame's latency from its ``ts`` (the moment the event was stamped) to its receipt
+    (``since``: only of events stamped at or after that time)."""
     from datetime import datetime
 
     seqs, latencies = [], []
@@ -309,7 +314,8 @@ async def collect_events(ws) -> tuple[list[int], list[float]]:
             continue
         seqs.append(frame["seq"])
         sent = datetime.fromisoformat(frame["ts"]).timestamp()
-        latencies.append((time.time() - sent) * 1000)
+        if since is None or sent >= since:
+            latencies.append((time.time() - sent) * 1000)
         if frame["event"] in ("execution.completed", "execution.failed", "execution.cancelled"):
             return seqs, latencies
 
@@ -320,6 +326,7 @@ def fan_out_summary(results: list[tuple[list[int], list[float]]]) -> dict:
     latencies = [lat for _, lats in results for lat in lats]
     return {
         "events": expected,
+        "timed": len(latencies),
         "complete": sum(1 for seqs, _ in results if seqs == list(range(1, expected + 1))),
         "lost": sum(expected - len(set(seqs)) for seqs, _ in results),
         "duplicates": sum(len(seqs) - len(set(seqs)) for seqs, _ in results),
