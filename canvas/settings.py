@@ -185,9 +185,11 @@ REALTIME_HEARTBEAT_SECONDS = env.float("REALTIME_HEARTBEAT_SECONDS", default=20.
 # How often each serving process reads the stored tails of the unfinished runs its sockets
 # follow (one query for all): an event whose publisher died reaches them within ~2 intervals.
 REALTIME_TAIL_CHECK_SECONDS = env.float("REALTIME_TAIL_CHECK_SECONDS", default=0.5)
-# Finished runs' replays kept per process, read and encoded once for every subscriber
-# (canvas/core/replays.py): at most this many bytes of encoded frames; 0 turns it off.
-REALTIME_REPLAY_CACHE_BYTES = env.int("REALTIME_REPLAY_CACHE_BYTES", default=16 * 1024 * 1024)
+# Runs' replays kept per process, read and encoded once for every subscriber
+# (canvas/core/replays.py): at most this many bytes of encoded frames; 0 turns it off. The
+# entries take about 6x that in memory with their decoded messages (bench/client.py
+# --memory 10000: 4 MiB held ~26 MiB of RSS once full; 16 MiB broke the 1.5x RSS target).
+REALTIME_REPLAY_CACHE_BYTES = env.int("REALTIME_REPLAY_CACHE_BYTES", default=4 * 1024 * 1024)
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 

@@ -13,9 +13,10 @@ subscribers of that topic (``realtime.with_encoded_frame``), whether the log is 
 a final log the topic's snapshot. Authorization is not cached: the topic still checks on every
 subscribe that the object is the user's before it reads this cache.
 
-The cache is bounded by ``REALTIME_REPLAY_CACHE_BYTES`` (the encoded frames' total length,
-about half the memory the entries take with their decoded messages), least recently used out
-first; a log larger than the bound is not kept, and 0 turns the cache off.
+The cache is bounded by ``REALTIME_REPLAY_CACHE_BYTES`` (the encoded frames' total length;
+the entries take about six times that in memory with their decoded messages, measured as the
+served process's RSS once the cache was full), least recently used out first; a log larger
+than the bound is not kept, and 0 turns the cache off.
 """
 
 from __future__ import annotations
