@@ -10,7 +10,9 @@ interleaved:
   (``OllamaClient.chat_stream``: requests, urllib3, http.client's chunked reads,
   ``ResponseStream``, ``NdjsonDecoder``);
 - selector: the floor, every stream on one thread (``selectors``, non-blocking sockets, the
-  chunked framing split by hand, the same ``json.loads`` per line).
+  chunked framing split by hand, the same ``json.loads`` per line);
+- aiohttp (when installed: requirements-dev.txt): every stream on one asyncio loop thread
+  through a maintained HTTP client with a C parser, reading line by line.
 
 Beside the readers, an asyncio loop thread stands in for Daphne's serving loop: every 2 ms it
 writes and reads a byte through a socket pair 20 times (the streams part's relay sends ~10,000
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import resource
@@ -82,6 +85,27 @@ def read_threads(base: str, streams: int, counts: list[int], go: threading.Event
     go.set()
     for thread in threads:
         thread.join()
+
+
+def read_aiohttp(port: int, streams: int, counts: list[int], go: threading.Event) -> None:
+    import aiohttp
+
+    async def one(session, i: int) -> None:
+        url = f"http://127.0.0.1:{port}/api/chat"
+        async with session.post(url, data=body(i)) as response:
+            async for line in response.content:  # one NDJSON line at a time
+                if line.strip():
+                    if json.loads(line).get("done"):
+                        return
+                    counts[i] += 1
+
+    async def main() -> None:
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            go.set()
+            await asyncio.gather(*(one(session, i) for i in range(streams)))
+
+    asyncio.run(main())
 
 
 def read_selector(port: int, streams: int, counts: list[int], go: threading.Event) -> None:
@@ -159,6 +183,8 @@ def measure(mode: str, port: int, streams: int) -> dict:
     loop.thread.start()
     if mode == "threads":
         read_threads(f"http://127.0.0.1:{port}", streams, counts, go)
+    elif mode == "aiohttp":
+        read_aiohttp(port, streams, counts, go)
     else:
         read_selector(port, streams, counts, go)
     wall = time.perf_counter() - started
@@ -202,6 +228,8 @@ def main() -> None:
     try:
         port = int(server.stdout.readline())
         results: dict[str, list[dict]] = {"threads": [], "selector": []}
+        if importlib.util.find_spec("aiohttp") is not None:  # requirements-dev.txt
+            results["aiohttp"] = []
         for _ in range(args.repeat):
             for mode in results:
                 results[mode].append(measure(mode, port, args.streams))
