@@ -425,7 +425,6 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(realtime.event_frame(name, message))
 
 
-# The group messages' handlers, dispatched without Channels' close_old_connections hop.
 # Messages dispatched without Channels' connection-closing hop (``dispatch``): the group
 # relays and the client's messages; connect and disconnect keep it.
 _WITHOUT_HOP = {
