@@ -94,6 +94,20 @@ def server_env(database_url: str) -> dict[str, str]:
     return env
 
 
+def migrated(database_url: str) -> dict[str, str]:
+    """The served environment for ``database_url``, with that database migrated and this
+    process's Django set up on it (for the fixtures)."""
+    env = server_env(database_url)
+    subprocess.run(  # noqa: S603
+        [sys.executable, "manage.py", "migrate", "-v0"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        check=True,
+    )
+    realtime.setup_django(database_url)
+    return env
+
+
 def rss_mib(pid: int) -> float:
     return realtime.rss_mib(pid)
 
@@ -817,14 +831,7 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-client-"))
     database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{workdir / 'db.sqlite3'}"
-    env = server_env(database_url)
-    subprocess.run(  # noqa: S603
-        [sys.executable, "manage.py", "migrate", "-v0"],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        check=True,
-    )
-    realtime.setup_django(database_url)
+    env = migrated(database_url)
     from django.contrib.auth import get_user_model
     from django.db import connection
 

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import client, realtime  # noqa: E402
+from bench import client  # noqa: E402
 
 ROUNDS, SECONDS = 3, 4.0
 
@@ -76,15 +76,7 @@ def main() -> None:
     if not os.environ.get("REDIS_URL"):
         sys.exit("bench/processes.py needs REDIS_URL: processes share events over Redis")
     workdir = Path(tempfile.mkdtemp(prefix="bench-processes-"))
-    database_url = f"sqlite:///{workdir / 'db.sqlite3'}"
-    env = client.server_env(database_url)
-    subprocess.run(  # noqa: S603
-        [sys.executable, "manage.py", "migrate", "-v0"],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        check=True,
-    )
-    realtime.setup_django(database_url)
+    env = client.migrated(f"sqlite:///{workdir / 'db.sqlite3'}")
     from django.db import connection
 
     token, graphs = client.fixtures()
