@@ -70,7 +70,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _no_cached_replays():
-    """Every test starts with an empty cache of finished replays (canvas/core/replays.py):
+    """Every test starts with an empty replay cache (canvas/core/replays.py):
     a test's rows are rolled back, its cached logs must go with them."""
     yield
     from workflows.realtime import replay_cache
