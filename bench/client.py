@@ -188,12 +188,6 @@ async def timed_runs(targets: dict[str, str], token: str, graph_id: str) -> dict
     return times
 
 
-async def runs_per_second(base: str, token: str, graph_id: str, seconds: float) -> float:
-    """CLIENTS clients back to back for ``seconds``: completed runs per second."""
-    done, elapsed = await runs_for(base, token, graph_id, seconds)
-    return done / elapsed
-
-
 async def runs_for(base: str, token: str, graph_id: str, seconds: float) -> tuple[int, float]:
     """CLIENTS clients back to back for ``seconds``: (completed runs, seconds taken)."""
     done = 0
@@ -884,7 +878,7 @@ def main() -> None:
                 rates: dict[str, list[float]] = {name: [] for name in targets}
                 cpu_ms: dict[str, list[float]] = {name: [] for name in targets}
                 for target in targets.values():  # warm-up
-                    asyncio.run(runs_per_second(target, token, graphs["tiny"], 1.0))
+                    asyncio.run(runs_for(target, token, graphs["tiny"], 1.0))
                 for _ in range(args.rounds):
                     for name, target in targets.items():
                         cpu_before = cpu_seconds(servers[name])

@@ -416,12 +416,13 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
     async def _send_event(self, name: str, message: dict[str, Any]):
         encoded = message.get("encoded")
         if encoded is not None and message.get("topic") == name:
-            # A live event: its frame as the publisher encoded it, once for every socket
-            # (``realtime.with_encoded_frame``; the same text ``send_json`` would write).
+            # Its frame encoded once for every socket (``realtime.with_encoded_frame``; the
+            # same text ``send_json`` would write): by the publisher for a live event, by the
+            # replay cache (``canvas.core.replays``) for a replayed one.
             await self.send(text_data=encoded)
             return
-        # Replayed and backfilled events (from the database) and the rest of a stream
-        # (made here) are encoded per socket.
+        # Backfilled events (from the database) and the rest of a stream (made here) are
+        # encoded per socket.
         await self.send_json(realtime.event_frame(name, message))
 
 

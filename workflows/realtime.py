@@ -88,10 +88,8 @@ class ExecutionTopic(realtime.Topic):
             # Nothing more will come after a terminal status: its last_seq is the final event's.
             return realtime.Opened(snapshot=snapshot, last_seq=last_seq, final=finished)
         log = self._cached_log(object_id, cached, last_seq, snapshot if finished else None)
-        if log is not None:
-            replay = list(log.messages[after:])
-        else:  # the cache is off (or the stored log was not 1..N, which it always is)
-            replay = self._log_after(object_id, after)
+        # No log: the cache is off, the log outgrew it, or it was not 1..N (which it always is).
+        replay = log.after(after) if log is not None else self._log_after(object_id, after)
         sent = replay[-1]["seq"] if replay else after
         # Nothing more will come once the terminal event was sent; otherwise the consumer
         # keeps checking the tail on its heartbeat.

@@ -215,9 +215,10 @@ def encode_frame(frame: dict[str, Any]) -> str:
 def with_encoded_frame(message: dict[str, Any]) -> dict[str, Any]:
     """``message`` (an ``event_message`` or ``frame_message``) plus ``encoded``: its frame's
     text, encoded once for every subscriber. The consumer sends that text wherever it would
-    have sent exactly that frame (a live event of the topic it names); replays, backfills and
-    frames it makes itself are encoded per socket as before. A message whose frame does not
-    encode (not JSON) goes without, and fails per socket as it always did."""
+    have sent exactly that frame (an event of the topic it names, live or replayed from
+    ``canvas.core.replays``); backfills and frames it makes itself are encoded per socket. A
+    message whose frame does not encode (not JSON) goes without, and fails per socket as it
+    always did."""
     if message["type"] == "realtime.event":
         frame = event_frame(message["topic"], message)
     elif message["type"] == "realtime.frame":
