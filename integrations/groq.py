@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from django.conf import settings
@@ -38,7 +38,7 @@ from django.conf import settings
 from .adapter import AdapterClient, ApiAdapter
 from .completions import ChatResult, ChatStream, Usage
 from .errors import AuthError, ProviderError, StreamInterrupted
-from .streaming import ResponseStream, SseDecoder
+from .streaming import SseDecoder
 
 PROVIDER = "groq"
 # Models that take audio or speak it, not chat messages.
@@ -143,7 +143,7 @@ class GroqClient(AdapterClient):
         stream = self.adapter.open_stream(
             "POST", "chat/completions", json=body, headers={"Accept": "text/event-stream"}
         )
-        return ChatStream(stream, self._items(stream, model))
+        return ChatStream(stream, _SseParser(self, model, stream.request_id))
 
     # -- models --------------------------------------------------------------------------------
 
@@ -180,65 +180,82 @@ class GroqClient(AdapterClient):
             metrics=metrics,
         )
 
-    def _items(self, stream: ResponseStream, model: str) -> Iterator[str | Usage]:
-        decoder = SseDecoder()
-        finish_reason = None
-        usage: dict = {}
-        tool_calls: dict[int, dict] = {}
-        request_id = stream.request_id
-        for data in stream.iter_bytes():
-            for event in decoder.feed(data):
-                if event.data.strip() == "[DONE]":
-                    if finish_reason is None:
-                        break  # [DONE] without a finish_reason: treated as a cut below
-                    stream.mark_complete()
-                    stream.drain()
-                    yield self._usage(
-                        usage,
-                        model=model,
-                        finish_reason=finish_reason,
-                        tool_calls=[tool_calls[i] for i in sorted(tool_calls)],
-                        request_id=request_id,
+
+class _SseParser:
+    """Groq's stream: OpenAI-style chunks as server-sent events, ended by ``data: [DONE]``
+    after a chunk with a ``finish_reason``."""
+
+    def __init__(self, client: GroqClient, model: str, request_id: str | None):
+        self._client = client
+        self._model = model
+        self._request_id = request_id
+        self._decoder = SseDecoder()
+        self._finish_reason = None
+        self._usage: dict = {}
+        self._tool_calls: dict[int, dict] = {}
+
+    def feed(self, data: bytes) -> list[str | Usage]:
+        items: list[str | Usage] = []
+        for event in self._decoder.feed(data):
+            if event.data.strip() == "[DONE]":
+                if self._finish_reason is None:
+                    raise self.cut()  # [DONE] without a finish_reason: the answer was cut
+                items.append(
+                    self._client._usage(
+                        self._usage,
+                        model=self._model,
+                        finish_reason=self._finish_reason,
+                        tool_calls=[self._tool_calls[i] for i in sorted(self._tool_calls)],
+                        request_id=self._request_id,
                     )
-                    return
-                try:
-                    chunk = json.loads(event.data)
-                except ValueError as exc:
-                    raise StreamInterrupted(
-                        "malformed event in the Groq stream",
-                        provider=PROVIDER,
-                        request_id=request_id,
-                    ) from exc
-                if not isinstance(chunk, dict):
-                    continue
-                if chunk.get("error"):
-                    error = chunk["error"]
-                    message = error.get("message") if isinstance(error, dict) else str(error)
-                    raise ProviderError(
-                        message or "error event in the stream",
-                        provider=PROVIDER,
-                        status=200,
-                        request_id=request_id,
-                    )
-                model = chunk.get("model") or model
-                x_groq = chunk.get("x_groq") or {}
-                usage = chunk.get("usage") or x_groq.get("usage") or usage
-                for choice in chunk.get("choices") or []:
-                    delta = choice.get("delta") or {}
-                    for call in delta.get("tool_calls") or []:
-                        _merge_tool_call(tool_calls, call)
-                    if delta.get("content"):
-                        yield delta["content"]
-                    if choice.get("finish_reason"):
-                        finish_reason = choice["finish_reason"]
-            else:
-                continue
-            break
-        raise StreamInterrupted(
+                )
+                break
+            items.extend(self._texts(event.data))
+        return items
+
+    def finish(self) -> list[str | Usage]:
+        return []  # an event not ended by a blank line is discarded (SSE)
+
+    def cut(self) -> Exception:
+        return StreamInterrupted(
             "the Groq stream ended without a finish_reason and `data: [DONE]`",
             provider=PROVIDER,
-            request_id=request_id,
+            request_id=self._request_id,
         )
+
+    def _texts(self, data: str) -> list[str]:
+        try:
+            chunk = json.loads(data)
+        except ValueError as exc:
+            raise StreamInterrupted(
+                "malformed event in the Groq stream",
+                provider=PROVIDER,
+                request_id=self._request_id,
+            ) from exc
+        if not isinstance(chunk, dict):
+            return []
+        if chunk.get("error"):
+            error = chunk["error"]
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            raise ProviderError(
+                message or "error event in the stream",
+                provider=PROVIDER,
+                status=200,
+                request_id=self._request_id,
+            )
+        self._model = chunk.get("model") or self._model
+        x_groq = chunk.get("x_groq") or {}
+        self._usage = chunk.get("usage") or x_groq.get("usage") or self._usage
+        texts = []
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            for call in delta.get("tool_calls") or []:
+                _merge_tool_call(self._tool_calls, call)
+            if delta.get("content"):
+                texts.append(delta["content"])
+            if choice.get("finish_reason"):
+                self._finish_reason = choice["finish_reason"]
+        return texts
 
 
 def _merge_tool_call(calls: dict[int, dict], delta: dict) -> None:

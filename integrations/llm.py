@@ -2,8 +2,11 @@
 
 ``completion_stream`` picks the provider's client (``providers.provider_client``: Groq with the
 user's key), streams the reply, hands each text chunk to ``on_text`` and returns the whole text
-and the provider's usage record. It stops within a moment of ``cancellation.cancel()`` from any
-thread (the client's and the stream's sockets are shut down) by raising ``errors.Cancelled``.
+and the provider's usage record. The reply is read by the process's one reading thread
+(``integrations.reader``), and ``on_text`` is called there: it must not block (publishing a
+token only queues it); the calling thread waits for the end. It stops within a moment of
+``cancellation.cancel()`` from any thread (the client's and the stream's sockets are shut down)
+by raising ``errors.Cancelled``.
 
 Retries have one owner each. The adapter retries a request that failed before its response
 began (connection, 408/409/429/5xx; a cancel cuts its wait short). With ``max_attempts`` (LLM
@@ -43,6 +46,29 @@ class Completion:
     usage: Usage | None
 
 
+class _Reply:
+    """One request's reply as it arrives, on the reading thread: nothing here may block."""
+
+    def __init__(self, *, on_text: Callable[[str], None], max_bytes: int | None):
+        self.on_text = on_text
+        self.max_bytes = max_bytes
+        self.parts: list[str] = []
+        self.size = 0
+        self.usage: Usage | None = None
+
+    def add(self, item: str | Usage) -> None:
+        if isinstance(item, Usage):
+            self.usage = item
+            return
+        if not item:
+            return
+        self.parts.append(item)
+        self.size += len(item.encode())
+        if self.max_bytes is not None and self.size > self.max_bytes:
+            raise ReplyTooLarge(self.max_bytes)  # ends the stream
+        self.on_text(item)
+
+
 def completion_stream(
     *,
     provider: str,
@@ -76,31 +102,18 @@ def completion_stream(
             counted = {"sleep": sleep, "max_retries": max(0, max_attempts - requests_made)}
         client = provider_client(name=provider, user=user, **counted)
         cancellation.on_cancel(client.close)
-        parts: list[str] = []
-        size = 0
+        reply = _Reply(on_text=on_text, max_bytes=max_bytes)
         try:
             stream = client.chat_stream(model=model, messages=messages, **params)
             cancellation.on_cancel(stream.cancel)
-            usage = None
-            for item in stream:
-                if isinstance(item, Usage):
-                    usage = item
-                    continue
-                if not item:
-                    continue
-                parts.append(item)
-                size += len(item.encode())
-                if max_bytes is not None and size > max_bytes:
-                    stream.cancel()
-                    raise ReplyTooLarge(max_bytes)
-                on_text(item)
+            stream.pump(reply.add)
         except Cancelled:
             raise
         except IntegrationError as exc:
             if cancellation.cancelled:
                 # A cancel that interrupted the call may surface as a transport error.
                 raise Cancelled("cancelled", provider=provider) from None
-            began = bool(parts) or exc.code == "stream_interrupted"
+            began = bool(reply.parts) or exc.code == "stream_interrupted"
             retry = max_attempts is not None and requests_made < max_attempts
             if retry and exc.retryable and began:
                 if on_retry is not None:
@@ -109,4 +122,4 @@ def completion_stream(
             raise
         finally:
             client.close()
-        return Completion(text="".join(parts), usage=usage)
+        return Completion(text="".join(reply.parts), usage=reply.usage)

@@ -28,8 +28,6 @@ before a response began.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from django.conf import settings
 
 from .adapter import AdapterClient, ApiAdapter
@@ -85,7 +83,7 @@ class OllamaClient(AdapterClient):
     def chat_stream(self, *, model: str, messages: list[dict], **params) -> ChatStream:
         body = self._chat_body(model, messages, stream=True, **params)
         stream = self._open_generation("api/chat", body, model)
-        return ChatStream(stream, self._items(stream, model, chat=True))
+        return ChatStream(stream, _NdjsonParser(model, chat=True))
 
     def generate(self, *, model: str, prompt: str, **params) -> ChatResult:
         body = self._generate_body(model, prompt, stream=False, **params)
@@ -97,7 +95,7 @@ class OllamaClient(AdapterClient):
     def generate_stream(self, *, model: str, prompt: str, **params) -> ChatStream:
         body = self._generate_body(model, prompt, stream=True, **params)
         stream = self._open_generation("api/generate", body, model)
-        return ChatStream(stream, self._items(stream, model, chat=False))
+        return ChatStream(stream, _NdjsonParser(model, chat=False))
 
     def embed(self, *, model: str, input: str | list[str], **params) -> list[list[float]]:  # noqa: A002
         body = {"model": model, "input": input, **_drop_none(params)}
@@ -187,51 +185,51 @@ class OllamaClient(AdapterClient):
             },
         )
 
-    def _items(self, stream: ResponseStream, model: str, *, chat: bool) -> Iterator[str | Usage]:
-        decoder = NdjsonDecoder(provider=PROVIDER)
-        tool_calls: list = []
-        thinking: list[str] = []
 
-        def handle(obj) -> tuple[str, Usage | None]:
+class _NdjsonParser:
+    """Ollama's stream: one JSON object per line, the last one ``"done": true``."""
+
+    def __init__(self, model: str, *, chat: bool):
+        self._model = model
+        self._chat = chat
+        self._decoder = NdjsonDecoder(provider=PROVIDER)
+        self._tool_calls: list = []
+        self._thinking: list[str] = []
+
+    def feed(self, data: bytes) -> list[str | Usage]:
+        return self._items(self._decoder.feed(data))
+
+    def finish(self) -> list[str | Usage]:
+        return self._items(self._decoder.finish())
+
+    def cut(self) -> Exception:
+        return StreamInterrupted(
+            "the Ollama stream ended without its final `done: true` line", provider=PROVIDER
+        )
+
+    def _items(self, objects: list) -> list[str | Usage]:
+        items: list[str | Usage] = []
+        for obj in objects:
             if not isinstance(obj, dict):
                 raise StreamInterrupted("unexpected NDJSON value from Ollama", provider=PROVIDER)
             if "error" in obj:
                 # An error after the stream began: the status stays 200 (docs/api errors).
                 raise ProviderError(str(obj["error"]), provider=PROVIDER, status=200)
-            if chat:
+            if self._chat:
                 message = obj.get("message") or {}
                 text = message.get("content") or ""
-                tool_calls.extend(message.get("tool_calls") or [])
-                thinking.append(message.get("thinking") or "")
+                self._tool_calls.extend(message.get("tool_calls") or [])
+                self._thinking.append(message.get("thinking") or "")
             else:
                 text = obj.get("response") or ""
-                thinking.append(obj.get("thinking") or "")
-            if obj.get("done"):
-                return text, self._usage(obj, model, tool_calls, "".join(thinking))
-            return text, None
-
-        for data in stream.iter_bytes():
-            for obj in decoder.feed(data):
-                text, usage = handle(obj)
-                if text:
-                    yield text
-                if usage is not None:
-                    stream.mark_complete()
-                    stream.drain()
-                    yield usage
-                    return
-        for obj in decoder.finish():
-            text, usage = handle(obj)
+                self._thinking.append(obj.get("thinking") or "")
             if text:
-                yield text
-            if usage is not None:
-                stream.mark_complete()
-                yield usage
-                return
-        raise StreamInterrupted(
-            "the Ollama stream ended without its final `done: true` line",
-            provider=PROVIDER,
-        )
+                items.append(text)
+            if obj.get("done"):
+                thinking = "".join(self._thinking)
+                items.append(OllamaClient._usage(obj, self._model, self._tool_calls, thinking))
+                break
+        return items
 
 
 def _drop_none(params: dict) -> dict:

@@ -5,12 +5,14 @@ bytes finished, ``finish()`` reports what the end of the body left behind. They 
 before decoding UTF-8: a line terminator is ASCII and never part of a multi-byte sequence, so a
 character split across two reads is decoded whole once its line is complete.
 
-``ResponseStream`` wraps a streamed ``requests`` response. It reads with ``read1`` (whatever the
-socket has, never waiting to fill a buffer), turns a stall past the read timeout or a cut
-connection into ``StreamInterrupted`` (retryable), and can be cancelled from another thread:
-``cancel()`` shuts the socket down, which wakes a reader blocked in ``recv`` at once (closing a
-``requests`` response from another thread does not). A stream that did not reach its end is
-closed, never returned to the connection pool half-read.
+``ResponseStream`` wraps a streamed ``requests`` response. ``iter_bytes`` reads it in the
+calling thread with ``read1`` (whatever the socket has, never waiting to fill a buffer);
+``pump`` hands it to the process's one reading thread (``integrations.reader``) and waits for
+its end, the way every LLM reply streams. Either way a stall past the read timeout or a cut
+connection is ``StreamInterrupted`` (retryable), and ``cancel()`` works from another thread: it
+shuts the socket down, which wakes a reader blocked in ``recv`` at once (closing a ``requests``
+response from another thread does not). A stream that did not reach its end is closed, never
+returned to the connection pool half-read.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import requests
 import urllib3.exceptions
 
+from . import reader
 from .errors import Cancelled, StreamInterrupted
 
 READ_SIZE = 65536
@@ -162,11 +166,17 @@ class SseDecoder:
 
 
 def _socket_of(response: requests.Response) -> socket.socket | None:
-    """The socket under a streamed response (urllib3 2 keeps its connection until released)."""
+    """The socket under a streamed response: its connection's (urllib3 2 keeps the connection
+    until released) or, for a response that closes its connection at its end (http.client
+    dropped the connection's socket then), the one its body is read from."""
     connection = getattr(response.raw, "connection", None) or getattr(
         response.raw, "_connection", None
     )
-    return getattr(connection, "sock", None)
+    sock = getattr(connection, "sock", None)
+    if sock is None:
+        body = getattr(getattr(response.raw, "_fp", None), "fp", None)  # http.client's reader
+        sock = getattr(getattr(body, "raw", None), "_sock", None)  # its socket.SocketIO
+    return sock
 
 
 class ResponseStream:
@@ -182,6 +192,8 @@ class ResponseStream:
         self._adapter_cancelled = getattr(response, "canvas_cancel_event", None)
         self._closed = False
         self._complete = False
+        # Its socket is registered with the reading thread: only that thread may close it.
+        self._pumping = False
         self._lock = threading.Lock()
 
     @property
@@ -218,6 +230,76 @@ class ResponseStream:
                 return
             yield data
 
+    def pump(self, on_data: Callable[[bytes], bool], on_end: Callable[[], None]) -> None:
+        """Read the whole body, calling ``on_data(bytes)`` with each piece and ``on_end()`` at
+        the end of the body; ``on_data`` returns True once it saw the provider's terminator
+        (then reading stops, and ``on_end`` is not called).
+
+        The reading happens on the process's reading thread (``integrations.reader``), and so
+        do the calls: they must not block. This thread waits for the end and raises what ended
+        it otherwise (``StreamInterrupted``, ``Cancelled``, or what a callback raised). A body
+        the reading thread cannot take (a socket ``requests`` hides behind a TLS proxy tunnel,
+        an encoding other than gzip, a framing ``h11`` refuses) is read here, the same way.
+        """
+        body, buffered = self._handover(on_data, on_end)
+        if body is None:
+            for data in self.iter_bytes():
+                if on_data(data):
+                    self.mark_complete()
+                    self.drain()
+                    return
+            on_end()
+            self.mark_complete()
+            return
+        try:
+            reader.reader().read(body, buffered)
+        finally:
+            with self._lock:
+                self._pumping = False
+            self.close()
+
+    def _handover(self, on_data, on_end) -> tuple[reader.Body | None, bytes]:
+        """The body for the reading thread, and what ``http.client`` already read of it."""
+        sock = self._socket
+        raw = self.response.raw
+        buffer = getattr(getattr(raw, "_fp", None), "fp", None)  # http.client's read-ahead
+        encoding = self.response.headers.get("content-encoding", "identity").strip().lower()
+        if not isinstance(sock, socket.socket) or buffer is None:
+            return None, b""
+        if encoding not in ("identity", "gzip"):
+            return None, b""
+        framing = reader.framing_for(
+            method=self.response.request.method,
+            version=getattr(raw, "version", 11),
+            headers=self.response.headers,
+        )
+        if framing is None:
+            return None, b""
+        with self._lock:
+            if self._closed:
+                raise Cancelled("the stream was cancelled", provider=self.provider)
+            self._pumping = True
+        read_timeout = sock.gettimeout()
+        try:
+            sock.setblocking(False)
+            buffered = buffer.read1(READ_SIZE)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            buffered = b""
+        except OSError:
+            buffered = b""  # shut down by a cancel: the reader reports it
+        body = reader.Body(
+            sock=sock,
+            framing=framing,
+            gzip=encoding == "gzip",
+            on_data=on_data,
+            on_end=on_end,
+            read_timeout=read_timeout,
+            provider=self.provider,
+            request_id=self.request_id,
+            cancelled=lambda: self.cancelled,
+        )
+        return body, buffered or b""
+
     def mark_complete(self) -> None:
         """The caller saw the stream's terminator: the connection may go back to the pool."""
         with self._lock:
@@ -251,8 +333,10 @@ class ResponseStream:
             if self._closed or self._complete:
                 return
             self._cancelled.set()
+            pumping = self._pumping
         self._shutdown()
-        self.close()
+        if not pumping:  # the pumping thread closes it once the reader let it go
+            self.close()
 
     def close(self) -> None:
         with self._lock:

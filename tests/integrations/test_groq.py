@@ -21,8 +21,11 @@ from integrations.groq import GroqClient, RateLimits, parse_reset
 from tests.fakes import fixtures
 from tests.fakes.base import Behaviour
 from tests.fakes.groq import TEST_KEY
+from tests.integrations import reading
+from tests.integrations.reading import text_of
 
 fake_groq = fixtures.fake_groq
+read = reading.read
 MODEL = "llama-3.3-70b-versatile"
 HI = [{"role": "user", "content": "say something fast"}]
 
@@ -41,11 +44,6 @@ def client(fake_groq, sleeps):
 
 def chat_requests(fake):
     return [r for r in fake.requests if r.path.endswith("/chat/completions")]
-
-
-def read_into(stream, received: list):
-    for item in stream:
-        received.append(item)
 
 
 def test_chat_sends_bearer_key_under_the_base_path(client, fake_groq):
@@ -69,8 +67,8 @@ def test_chat_sends_bearer_key_under_the_base_path(client, fake_groq):
     assert result.usage.request_id.startswith("req_")
 
 
-def test_chat_stream_text_then_usage_from_x_groq(client, fake_groq):
-    *texts, usage = list(client.chat_stream(model=MODEL, messages=HI))
+def test_chat_stream_text_then_usage_from_x_groq(client, fake_groq, read):
+    *texts, usage = read(client.chat_stream(model=MODEL, messages=HI))
     assert "".join(texts) == fake_groq.reply
     assert isinstance(usage, Usage)
     assert usage.completion_tokens == len(texts)
@@ -84,12 +82,12 @@ def test_json_mode_is_response_format(client, fake_groq):
     assert chat_requests(fake_groq)[-1].json()["response_format"] == {"type": "json_object"}
 
 
-def test_tool_call_arguments_stay_a_json_string(client):
+def test_tool_call_arguments_stay_a_json_string(client, read):
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
     result = client.chat(model=MODEL, messages=HI, tools=tools)
     assert result.usage.finish_reason == "tool_calls"
     assert result.tool_calls[0]["function"]["arguments"] == '{"location": "Paris, FR"}'
-    usage = list(client.chat_stream(model=MODEL, messages=HI, tools=tools))[-1]
+    usage = read(client.chat_stream(model=MODEL, messages=HI, tools=tools))[-1]
     call = usage.tool_calls[0]
     assert call["function"] == {"name": "get_weather", "arguments": '{"location": "Paris, FR"}'}
     assert json.loads(call["function"]["arguments"]) == {"location": "Paris, FR"}
@@ -189,25 +187,25 @@ def test_5xx_is_a_provider_error_after_retries(client, fake_groq, sleeps):
     assert info.value.request_id.startswith("req_")
 
 
-def test_5xx_then_success(client, fake_groq, sleeps):
+def test_5xx_then_success(client, fake_groq, sleeps, read):
     fake_groq.enqueue(Behaviour(status=503))
-    assert list(client.chat_stream(model=MODEL, messages=HI))[-1].finish_reason == "stop"
+    assert read(client.chat_stream(model=MODEL, messages=HI))[-1].finish_reason == "stop"
     assert len(sleeps) == 1
 
 
-def test_error_event_inside_the_stream(client, fake_groq):
+def test_error_event_inside_the_stream(client, fake_groq, read):
     fake_groq.enqueue(Behaviour(error_after=2, error="model crashed"))
     received = []
     with pytest.raises(ProviderError, match="model crashed") as info:
-        read_into(client.chat_stream(model=MODEL, messages=HI), received)
+        read(client.chat_stream(model=MODEL, messages=HI), received)
     assert received == ["Fast", " inference"]
     assert info.value.request_id.startswith("req_")
 
 
-def test_stream_cut_without_done_is_an_interruption_not_half_an_answer(client, fake_groq):
+def test_stream_cut_without_done_is_an_interruption_not_half_an_answer(client, fake_groq, read):
     fake_groq.enqueue(Behaviour(omit_terminator=True))
     with pytest.raises(StreamInterrupted, match=r"\[DONE\]") as info:
-        list(client.chat_stream(model=MODEL, messages=HI))
+        read(client.chat_stream(model=MODEL, messages=HI))
     assert info.value.retryable
 
 
@@ -216,13 +214,13 @@ def sse_chunk(delta: dict, finish_reason=None, **extra) -> bytes:
     return b"data: " + json.dumps({"choices": [choice], **extra}).encode() + b"\n\n"
 
 
-def test_done_without_finish_reason_is_an_interruption(client, fake_groq):
+def test_done_without_finish_reason_is_an_interruption(client, fake_groq, read):
     fake_groq.enqueue(Behaviour(raw_stream=sse_chunk({"content": "half"}) + b"data: [DONE]\n\n"))
     with pytest.raises(StreamInterrupted):
-        list(client.chat_stream(model=MODEL, messages=HI))
+        read(client.chat_stream(model=MODEL, messages=HI))
 
 
-def test_comments_blank_lines_and_multiline_data_in_a_real_stream(client, fake_groq):
+def test_comments_blank_lines_and_multiline_data_in_a_real_stream(client, fake_groq, read):
     usage = {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
     body = (
         b": keep-alive\n\n\n"
@@ -233,28 +231,28 @@ def test_comments_blank_lines_and_multiline_data_in_a_real_stream(client, fake_g
         + b"data: [DONE]\n\n"
     )
     fake_groq.enqueue(Behaviour(raw_stream=body, byte_by_byte=True))
-    *texts, final = list(client.chat_stream(model=MODEL, messages=HI))
+    *texts, final = read(client.chat_stream(model=MODEL, messages=HI))
     assert texts == ["Hel", "lo"]
     assert (final.prompt_tokens, final.completion_tokens, final.total_tokens) == (1, 2, 3)
 
 
-def test_dropped_connection_is_an_interruption(client, fake_groq):
+def test_dropped_connection_is_an_interruption(client, fake_groq, read):
     fake_groq.enqueue(Behaviour(drop_after=1))
     with pytest.raises(StreamInterrupted):
-        list(client.chat_stream(model=MODEL, messages=HI))
+        read(client.chat_stream(model=MODEL, messages=HI))
 
 
-def test_stall_past_the_read_timeout(fake_groq):
+def test_stall_past_the_read_timeout(fake_groq, read):
     fake_groq.enqueue(Behaviour(stall_after=1))
     client = GroqClient(api_key=TEST_KEY, base_url=fake_groq.base_url, read_timeout=0.3)
     with pytest.raises(StreamInterrupted, match="stalled"):
-        list(client.chat_stream(model=MODEL, messages=HI))
+        read(client.chat_stream(model=MODEL, messages=HI))
 
 
-def test_multibyte_utf8_split_across_reads(client, fake_groq):
+def test_multibyte_utf8_split_across_reads(client, fake_groq, read):
     reply = "ça va? 日本語 — 🎉🚀 done"
     fake_groq.enqueue(Behaviour(reply=reply, byte_by_byte=True))
-    assert client.chat_stream(model=MODEL, messages=HI).collect().text == reply
+    assert text_of(read(client.chat_stream(model=MODEL, messages=HI))) == reply
 
 
 def test_streams_reuse_the_connection_and_early_close_drops_it(client, fake_groq):
@@ -269,7 +267,7 @@ def test_streams_reuse_the_connection_and_early_close_drops_it(client, fake_groq
     assert fake_groq.total_connections == 2
 
 
-def test_cancel_from_another_thread_within_a_second(fake_groq):
+def test_cancel_from_another_thread_within_a_second(fake_groq, read):
     fake_groq.enqueue(Behaviour(token_interval=5))
     client = GroqClient(api_key=TEST_KEY, base_url=fake_groq.base_url, read_timeout=60)
     stream = client.chat_stream(model=MODEL, messages=HI)
@@ -277,13 +275,13 @@ def test_cancel_from_another_thread_within_a_second(fake_groq):
     received = []
     started = time.monotonic()
     with pytest.raises(Cancelled):
-        read_into(stream, received)
+        read(stream, received)
     assert time.monotonic() - started < 1.0
     assert received == ["Fast"]
     assert fake_groq.wait_for_idle(timeout=3)
 
 
-def test_client_cancel_during_a_stream_is_cancelled_not_interrupted(fake_groq):
+def test_client_cancel_during_a_stream_is_cancelled_not_interrupted(fake_groq, read):
     # The engine may call client.close()/cancel() before stream.cancel(): still a cancel.
     fake_groq.enqueue(Behaviour(token_interval=5))
     client = GroqClient(api_key=TEST_KEY, base_url=fake_groq.base_url, read_timeout=60)
@@ -291,11 +289,11 @@ def test_client_cancel_during_a_stream_is_cancelled_not_interrupted(fake_groq):
     threading.Timer(0.3, client.close).start()
     started = time.monotonic()
     with pytest.raises(Cancelled):
-        list(stream)
+        read(stream)
     assert time.monotonic() - started < 1.0
 
 
-def test_gzip_encoded_stream_is_decoded_as_it_arrives(client, fake_groq):
+def test_gzip_encoded_stream_is_decoded_as_it_arrives(client, fake_groq, read):
     # requests asks for gzip by default; a proxy or CDN may compress an event stream.
     plain = (
         sse_chunk({"content": "squeezed"})
@@ -307,6 +305,6 @@ def test_gzip_encoded_stream_is_decoded_as_it_arrives(client, fake_groq):
     fake_groq.enqueue(
         Behaviour(raw_stream=body, byte_by_byte=True, headers={"Content-Encoding": "gzip"})
     )
-    *texts, usage = list(client.chat_stream(model=MODEL, messages=HI))
+    *texts, usage = read(client.chat_stream(model=MODEL, messages=HI))
     assert "".join(texts) == "squeezed ✓"
     assert usage.completion_tokens == 2

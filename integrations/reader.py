@@ -1,0 +1,317 @@
+"""One thread reads the body of every provider stream the process has open.
+
+A hundred LLM nodes streaming at once used to be a hundred threads each reading its own socket
+and taking the GIL for every few-millisecond chunk; the serving loop, which gives the GIL up on
+every system call, queued behind them and relayed tokens a second late (docs/benchmarks.md,
+"Where the streams' latency goes"). Now the thread that opened a stream hands the body over
+(``ResponseStream.pump``) and sleeps until its end, and this module's one thread per process
+waits on every such socket at once (``selectors``) and does the per-chunk work:
+
+- the body's framing by ``h11`` (chunked, ``Content-Length`` or until close: the head was
+  already parsed by ``requests``, so ``h11`` is told only the framing headers),
+- ``gzip`` undone with ``zlib`` (a proxy or CDN may compress an event stream),
+- ``on_data(bytes)`` called with each piece, on this thread: the provider's parser, the token
+  callbacks. They must not block (publishing a token only queues it).
+
+What a reading thread did, this one does per body: a read timeout that restarts with each piece
+of data (``StreamInterrupted``, retryable), a cut connection or a malformed body
+(``StreamInterrupted``), a cancel from any thread (the socket is shut down, which wakes the
+reader at once; ``Cancelled``), and whatever ``on_data`` raises (a provider's in-stream error,
+a reply over its size limit), each raised in the waiting thread. ``on_data`` returns True once
+it saw the provider's terminator: the body is done then, whatever follows it.
+
+The connection of a pumped body is never reused: it was switched to non-blocking mode under
+``http.client``'s feet. Each completion has its own client and session anyway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import socket
+import ssl
+import threading
+import time
+import zlib
+from collections.abc import Callable
+
+import h11
+
+from .errors import Cancelled, StreamInterrupted
+
+logger = logging.getLogger(__name__)
+
+READ_SIZE = 65536
+# Reads of one socket before the others get their turn.
+READS_PER_TURN = 8
+# How often stalls and cancels are looked for when no data wakes the reader.
+SWEEP_SECONDS = 0.05
+
+OnData = Callable[[bytes], bool]
+OnEnd = Callable[[], None]
+
+
+class Body:
+    """One response body being pumped: its socket, framing, decoding and outcome."""
+
+    def __init__(
+        self,
+        *,
+        sock: socket.socket,
+        framing: h11.Connection,
+        gzip: bool,
+        on_data: OnData,
+        on_end: OnEnd,
+        read_timeout: float | None,
+        provider: str,
+        request_id: str | None,
+        cancelled: Callable[[], bool],
+    ):
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.framing = framing
+        self.decompressor = _gunzip() if gzip else None
+        self.on_data = on_data
+        self.on_end = on_end
+        self.read_timeout = read_timeout
+        self.deadline = _deadline(read_timeout)
+        self.provider = provider
+        self.request_id = request_id
+        self.cancelled = cancelled
+        # What ``http.client`` had read past the head: fed first, on the reading thread.
+        self.buffered = b""
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def interrupted(self, cause: str) -> Exception:
+        """A transport failure: ``Cancelled`` when a cancel caused it, else retryable."""
+        if self.cancelled():
+            return Cancelled("the stream was cancelled", provider=self.provider)
+        return StreamInterrupted(
+            f"the response stream {cause} before it finished",
+            provider=self.provider,
+            request_id=self.request_id,
+        )
+
+    def feed(self, data: bytes) -> bool:
+        """Frame and decode ``data`` (``b""``: the connection closed); True when finished."""
+        self.framing.receive_data(data)
+        while True:
+            try:
+                event = self.framing.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise self.interrupted("was cut" if not data else "was malformed") from exc
+            if event is h11.NEED_DATA:
+                return False
+            if isinstance(event, h11.Data):
+                if self.on_data(self._decode(bytes(event.data))):
+                    return True
+            elif isinstance(event, h11.EndOfMessage):
+                rest = self._flush()
+                if rest and self.on_data(rest):
+                    return True
+                self.on_end()
+                return True
+            # h11.Response (the head we fed it) needs nothing.
+
+    def _decode(self, data: bytes) -> bytes:
+        if self.decompressor is None:
+            return data
+        try:
+            out = self.decompressor.decompress(data)
+            # A gzip body may hold several members one after another.
+            while self.decompressor.eof and self.decompressor.unused_data:
+                rest = self.decompressor.unused_data
+                self.decompressor = _gunzip()
+                out += self.decompressor.decompress(rest)
+        except zlib.error as exc:
+            raise self.interrupted("could not be decoded") from exc
+        return out
+
+    def _flush(self) -> bytes:
+        if self.decompressor is None:
+            return b""
+        try:
+            return self.decompressor.flush()
+        except zlib.error as exc:
+            raise self.interrupted("could not be decoded") from exc
+
+
+def _gunzip():
+    return zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+
+def _deadline(read_timeout: float | None) -> float | None:
+    return None if read_timeout is None else time.monotonic() + read_timeout
+
+
+def framing_for(*, method: str, version: int, headers) -> h11.Connection | None:
+    """An ``h11`` client connection positioned at the start of a response body whose head had
+    these framing headers; None when ``h11`` cannot frame it (the caller reads it itself)."""
+    framing = h11.Connection(our_role=h11.CLIENT)
+    framing.send(h11.Request(method=method, target="/", headers=[("Host", "provider")]))
+    framing.send(h11.EndOfMessage())
+    head = [b"HTTP/1.0 200 OK" if version == 10 else b"HTTP/1.1 200 OK"]
+    for name in ("transfer-encoding", "content-length"):
+        value = headers.get(name)
+        if value is not None:
+            head.append(f"{name}: {value}".encode("latin-1"))
+    framing.receive_data(b"\r\n".join(head) + b"\r\n\r\n")
+    try:
+        event = framing.next_event()
+    except h11.RemoteProtocolError:
+        return None
+    return framing if isinstance(event, h11.Response) else None
+
+
+class StreamReader:
+    """The process's reading thread (``reader()``); ``read(body)`` waits for the body's end."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._lock = threading.Lock()
+        self._arriving: list[Body] = []
+        self._bodies: dict[int, Body] = {}
+        # Bodies whose turn ended with data left: read again without waiting for a select.
+        self._again: list[Body] = []
+        self._next_sweep = 0.0
+        self._thread = threading.Thread(target=self._run, name="stream-reader", daemon=True)
+        self._thread.start()
+
+    def read(self, body: Body, buffered: bytes = b"") -> None:
+        """Pump ``body`` (after ``buffered``, the bytes read ahead with its head) to its end.
+
+        Blocks the calling thread until then; raises what ended it, if not the end itself.
+        """
+        body.buffered = buffered
+        with self._lock:
+            self._arriving.append(body)
+        self._wake()
+        body.done.wait()
+        return self._outcome(body)
+
+    # -- the reading thread ------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # a wake-up is already pending
+            self._wake_w.send(b"\0")
+
+    @staticmethod
+    def _outcome(body: Body) -> None:
+        if body.error is not None:
+            raise body.error
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self._turn()
+            except Exception as exc:  # a bug here must not leave callers waiting forever
+                logger.exception("the stream reader failed; failing its streams")
+                for body in list(self._bodies.values()):
+                    self._finish(body, exc)
+
+    def _turn(self) -> None:
+        timeout = None
+        if self._again:
+            timeout = 0.0
+        elif self._bodies:
+            timeout = max(0.0, self._next_sweep - time.monotonic())
+        again, self._again = self._again, []
+        ready = [key.data for key, _mask in self._selector.select(timeout)]
+        for body in again:
+            if body not in ready:
+                ready.append(body)
+        for body in ready:
+            if body is None:
+                self._take_arrivals()
+            elif self._bodies.get(body.fd) is body:
+                self._read(body)
+        if self._bodies and time.monotonic() >= self._next_sweep:
+            self._sweep()
+
+    def _take_arrivals(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+        with self._lock:
+            arriving, self._arriving = self._arriving, []
+        for body in arriving:
+            body.deadline = _deadline(body.read_timeout)
+            if body.buffered and self._feed(body, body.buffered, registered=False):
+                continue
+            self._bodies[body.fd] = body
+            self._selector.register(body.fd, selectors.EVENT_READ, body)
+            # What arrived before the registration is reported by the first select: epoll
+            # reports a socket that is readable now, not only data that arrives later.
+
+    def _read(self, body: Body) -> None:
+        for _ in range(READS_PER_TURN):
+            try:
+                data = body.sock.recv(READ_SIZE)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return
+            except ssl.SSLZeroReturnError:
+                data = b""  # TLS's close_notify: the end of a body delimited by the close
+            except OSError:
+                self._finish(body, body.interrupted("was cut"))
+                return
+            if not data:
+                if not self._feed(body, data, registered=True):
+                    self._finish(body, body.interrupted("was cut"))
+                return
+            if body.read_timeout is not None:
+                body.deadline = time.monotonic() + body.read_timeout
+            if self._feed(body, data, registered=True):
+                return
+        # Its turn is over with data left. TLS may hold decrypted bytes that no select reports.
+        self._again.append(body)
+
+    def _feed(self, body: Body, data: bytes, *, registered: bool) -> bool:
+        """Feed ``data``; True when the body finished (then its outcome is set)."""
+        try:
+            finished = body.feed(data)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            self._finish(body, exc, registered=registered)
+            return True
+        if finished:
+            self._finish(body, None, registered=registered)
+        return finished
+
+    def _finish(self, body: Body, error: BaseException | None, *, registered: bool = True) -> None:
+        if registered and self._bodies.pop(body.fd, None) is not None:
+            # Unregistered before the waiting thread closes the socket (and its number is
+            # reused): by number, which works on a socket shut down meanwhile.
+            self._selector.unregister(body.fd)
+        body.error = error
+        body.done.set()
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        self._next_sweep = now + SWEEP_SECONDS
+        for body in list(self._bodies.values()):
+            if body.cancelled():
+                self._finish(body, Cancelled("the stream was cancelled", provider=body.provider))
+            elif body.deadline is not None and now >= body.deadline:
+                self._finish(body, body.interrupted("stalled past the read timeout"))
+
+
+_reader: StreamReader | None = None
+_reader_pid: int | None = None
+_reader_lock = threading.Lock()
+
+
+def reader() -> StreamReader:
+    """This process's reader, started on first use (again in a forked child)."""
+    global _reader, _reader_pid
+    with _reader_lock:
+        if _reader is None or _reader_pid != os.getpid():
+            _reader, _reader_pid = StreamReader(), os.getpid()
+        return _reader
