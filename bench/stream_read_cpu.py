@@ -9,6 +9,9 @@ interleaved:
 - threads: what a node thread does, one thread per stream, through the real client
   (``OllamaClient.chat_stream``: requests, urllib3, http.client's chunked reads,
   ``ResponseStream``, ``NdjsonDecoder``);
+- pumped: what LLM nodes and chat do now, through the same client: each stream's thread hands
+  the body to the process's one reading thread (``ChatStream.pump``, ``integrations/reader.py``)
+  and waits for its end;
 - selector: the floor, every stream on one thread (``selectors``, non-blocking sockets, the
   chunked framing split by hand, the same ``json.loads`` per line);
 - aiohttp (when installed: requirements-dev.txt): every stream on one asyncio loop thread
@@ -76,6 +79,30 @@ def read_threads(base: str, streams: int, counts: list[int], go: threading.Event
         for item in client.chat_stream(model="m", messages=[{"role": "user", "content": f"s{i}"}]):
             if isinstance(item, str):
                 counts[i] += 1
+        client.close()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)  # every client built and waiting
+    go.set()
+    for thread in threads:
+        thread.join()
+
+
+def read_pumped(base: str, streams: int, counts: list[int], go: threading.Event) -> None:
+    from integrations.ollama import OllamaClient
+
+    def one(i: int) -> None:
+        client = OllamaClient(base_url=base)
+        go.wait()
+
+        def on_item(item) -> None:
+            if isinstance(item, str):
+                counts[i] += 1
+
+        stream = client.chat_stream(model="m", messages=[{"role": "user", "content": f"s{i}"}])
+        stream.pump(on_item)
         client.close()
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
@@ -183,6 +210,8 @@ def measure(mode: str, port: int, streams: int) -> dict:
     loop.thread.start()
     if mode == "threads":
         read_threads(f"http://127.0.0.1:{port}", streams, counts, go)
+    elif mode == "pumped":
+        read_pumped(f"http://127.0.0.1:{port}", streams, counts, go)
     elif mode == "aiohttp":
         read_aiohttp(port, streams, counts, go)
     else:
@@ -227,7 +256,7 @@ def main() -> None:
     )
     try:
         port = int(server.stdout.readline())
-        results: dict[str, list[dict]] = {"threads": [], "selector": []}
+        results: dict[str, list[dict]] = {"threads": [], "pumped": [], "selector": []}
         if importlib.util.find_spec("aiohttp") is not None:  # requirements-dev.txt
             results["aiohttp"] = []
         for _ in range(args.repeat):
