@@ -333,17 +333,25 @@ class ResponseStream:
             if self._closed or self._complete:
                 return
             self._cancelled.set()
-            pumping = self._pumping
         self._shutdown()
-        if not pumping:  # the pumping thread closes it once the reader let it go
-            self.close()
+        self.close()
 
     def close(self) -> None:
         with self._lock:
             if self._closed:
                 return
-            self._closed = True
-            complete = self._complete
+            if self._pumping:
+                # The reading thread holds the socket: stop it there; the pumping thread
+                # closes the stream once the reader let it go.
+                self._cancelled.set()
+                pumping = True
+            else:
+                pumping = False
+                self._closed = True
+                complete = self._complete
+        if pumping:
+            self._shutdown()
+            return
         if complete:
             # Fully read: hand the connection back to the pool for the next request.
             self.response.raw.release_conn()

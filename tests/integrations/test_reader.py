@@ -10,7 +10,7 @@ import zlib
 
 import pytest
 
-from integrations.errors import StreamInterrupted
+from integrations.errors import Cancelled, StreamInterrupted
 from integrations.groq import GroqClient
 from integrations.ollama import OllamaClient
 from tests.fakes import fixtures
@@ -235,4 +235,17 @@ def test_what_a_callback_raises_ends_the_stream_and_reaches_the_caller(fake_olla
         client.chat_stream(model=MODEL, messages=HI).pump(on_item)
     assert len(seen) == 2
     assert fake_ollama.wait_for_idle(timeout=3), "the stream's connection was left open"
+    client.close()
+
+
+def test_closing_a_pumped_stream_from_another_thread_cancels_it(fake_ollama):
+    fake_ollama.enqueue(Behaviour(stall_after=1, stall_for=30))
+    client = OllamaClient(base_url=fake_ollama.url, read_timeout=60)
+    stream = client.chat_stream(model=MODEL, messages=HI)
+    threading.Timer(0.3, stream._stream.close).start()  # as `with stream:` would on exit
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        pump(stream)
+    assert time.monotonic() - started < 1.0
+    assert fake_ollama.wait_for_idle(timeout=3)
     client.close()
