@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from canvas.core.connections import release_connection
 from integrations.cancellation import Cancellation
 from integrations.completions import Usage
 from integrations.errors import Cancelled, IntegrationError
@@ -100,7 +101,9 @@ def completion_stream(
         counted = {}
         if max_attempts is not None:
             counted = {"sleep": sleep, "max_retries": max(0, max_attempts - requests_made)}
-        client = provider_client(name=provider, user=user, **counted)
+        client = provider_client(name=provider, user=user, **counted)  # reads Groq's key
+        # The reply may take minutes: no database connection is held meanwhile.
+        release_connection()
         cancellation.on_cancel(client.close)
         reply = _Reply(on_text=on_text, max_bytes=max_bytes)
         try:

@@ -41,6 +41,7 @@ from django.db import InterfaceError as DbInterfaceError
 from django.db import OperationalError as DbOperationalError
 from django.utils import timezone
 
+from canvas.core.connections import release_connection
 from integrations.cancellation import Cancellation, watcher
 from workflows.cache import cache_key
 from workflows.events import TokenStream
@@ -53,7 +54,7 @@ from workflows.nodes.base import (
     checked_outputs,
     node_class,
 )
-from workflows.pool import InFlight, release_connection
+from workflows.pool import InFlight
 from workflows.recorder import KEPT_STATUSES, LostOwnership, RunRecorder, execution_fail_owned
 from workflows.scheduler import Scheduler
 
@@ -206,6 +207,12 @@ class ExecutionRunner:
                 break
             if self.recorder.pending_writes:
                 self._flush()
+            if self.inflight:
+                # Waiting on slow nodes (an LLM reply may take minutes) holds no database
+                # connection: on PostgreSQL it goes back to the pool, or eleven waiting runs
+                # would take a 20-connection pool and the next request would time out. The
+                # next flush takes one again.
+                release_connection()
             try:
                 item = self.inflight.results.get(timeout=self._wait_time())
             except queue.Empty:

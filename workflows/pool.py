@@ -19,28 +19,13 @@ import queue
 import threading
 import time
 
-from django.db import close_old_connections, connection
-
+from canvas.core.connections import release_connection
 from canvas.core.threads import LazyPool
 from workflows.nodes.base import Node, NodeCancelled, NodeContext, NodeError, checked_outputs
 
 logger = logging.getLogger(__name__)
 
 node_pool = LazyPool("WORKFLOW_NODE_THREADS", thread_name_prefix="wf-node")
-
-
-def release_connection() -> None:
-    """End of a task on a pool thread: give a PostgreSQL connection back to the pool.
-
-    SQLite connections stay open for the thread's next task: closing the last connection to
-    a WAL database checkpoints and removes the WAL (13 ms measured), and executor threads
-    are few and long-lived.
-    """
-    if connection.vendor == "sqlite":
-        if connection.connection is not None and not connection.is_usable():
-            connection.close()
-        return
-    close_old_connections()
 
 
 class InFlight:

@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+from django.db import connection
 
 from canvas.core.events import execution_topic
 from canvas.core.publisher import listen
@@ -390,3 +391,29 @@ def test_a_stalled_llm_call_times_out_and_its_connection_is_closed(user, ollama,
     assert execution.status == "failed"
     assert "timed out after 0.6 s" in execution.error
     assert ollama.wait_for_idle(timeout=1.0)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="psycopg's pool: PostgreSQL only")
+def test_runs_waiting_on_their_llm_replies_hold_no_database_connection(user, ollama):
+    # Each run's coordinator and LLM node thread used to keep a pooled connection while the
+    # reply streamed: eleven waiting runs took the default pool of 20, and the next request
+    # timed out (503). Now they give it back while they wait.
+    pool = connection.pool
+    for _ in range(4):
+        ollama.enqueue(Behaviour(first_token_delay=2), path="/api/chat")
+    graph = llm_graph(user)
+    connection.close()  # this thread's own connection is not counted below
+    before = pool.get_stats()
+    held_before = before["pool_size"] - before["pool_available"]
+    executions = [execution_create(user=user, graph=graph, inputs={}) for _ in range(4)]
+    connection.close()
+    deadline = time.monotonic() + 10
+    while len(chat_requests(ollama)) < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(chat_requests(ollama)) == 4, "the LLM calls did not start"
+    time.sleep(0.3)  # each coordinator is back in its wait
+    stats = pool.get_stats()
+    # At most the process's cancel watcher's one, which polls the four runs' flags.
+    assert stats["pool_size"] - stats["pool_available"] <= held_before + 1
+    for execution in executions:
+        assert wait_for(execution).status == "succeeded"
