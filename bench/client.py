@@ -699,14 +699,18 @@ def bench_streams(database_url: str, token: str, graph_id: str) -> dict:
     with daphne_process(env) as (base, daphne):
         session = requests.Session()
         session.headers["Authorization"] = f"Token {token}"
-        ids = [
-            session.post(
+        ids = []
+        for i in range(STREAMS):
+            response = session.post(
                 f"{base}/api/graphs/{graph_id}/executions/",
                 json={"inputs": {"x": f"s{i}"}},
                 timeout=30,
-            ).json()["id"]
-            for i in range(STREAMS)
-        ]
+            )
+            if response.status_code != 202:
+                raise RuntimeError(
+                    f"run {i}: POST answered {response.status_code}: {response.text}"
+                )
+            ids.append(response.json()["id"])
         with child("--stream-clients", base, token, *ids) as clients:
             fake.go.set()
             result = json.loads(clients.stdout.readline())
