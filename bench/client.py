@@ -34,7 +34,9 @@ The method, the same for the server and its floor:
   socket on subscribe: their seqs are checked, their latency is the 500 subscribes').
 - **streams**: 100 runs, each an LLM node streaming 200 tokens at 5 ms from a fake Ollama,
   2 sockets subscribed to each (200), the clients in another process; latency from the
-  fake's write of a token to its receipt in a frame.
+  fake's write of a token to its receipt in a frame. The fake writes every stream from one
+  thread (``TimedOllama(one_writer=True)``), each stream on its own 5 ms clock: a thread per
+  stream took ~75 % of a core from the two the server runs on (since 2026-11-28 18:20).
 
 The floor (``--floor`` process) is aiohttp with no framework: the same POST reads the token
 and the graph's rows, writes the execution and its ``execution.queued`` event, answers 202,
@@ -685,7 +687,7 @@ def bench_streams(database_url: str, token: str, graph_id: str) -> dict:
 
     from tests.live import daphne_process
 
-    fake = realtime.TimedOllama(tokens=STREAM_TOKENS)
+    fake = realtime.TimedOllama(tokens=STREAM_TOKENS, one_writer=True)
     fake.interval = STREAM_PACE
     fake.go.clear()
     threading.Thread(target=fake.serve_forever, daemon=True).start()

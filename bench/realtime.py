@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
 import json
 import os
 import platform
@@ -52,13 +53,21 @@ def token_keys(text: str) -> list[tuple[str, int]]:
 
 
 class TimedOllama(ThreadingHTTPServer):
-    """An /api/chat that streams TOKENS NDJSON chunks and records when each was written."""
+    """An /api/chat that streams TOKENS NDJSON chunks and records when each was written.
+
+    ``one_writer``: every stream's chunks are written by one thread, each stream still paced
+    on its own clock (a chunk, then ``interval`` until its next), instead of each connection's
+    thread sleeping between its chunks. A hundred streams at 5 ms are 20,000 writes a second:
+    a thread per stream spent ~75 % of a core on them (thread wake-ups and the GIL handed
+    around), on the same two cores as the server under test; one writer spends a fraction of
+    that. A real provider streams from another machine.
+    """
 
     daemon_threads = True
 
     request_queue_size = 256  # many streams may start at once (bench/client.py: 100)
 
-    def __init__(self, tokens: int = TOKENS):
+    def __init__(self, tokens: int = TOKENS, *, one_writer: bool = False):
         # (stream, index) -> when the chunk was written; the stream is the prompt's text.
         self.sent: dict[tuple[str, int], float] = {}
         self.tokens = tokens
@@ -66,6 +75,7 @@ class TimedOllama(ThreadingHTTPServer):
         # Streams wait for this before their first token (set: they start at once).
         self.go = threading.Event()
         self.go.set()
+        self.writer = _Writer(self) if one_writer else None
         super().__init__(("127.0.0.1", 0), self.Handler)
 
     class Handler(BaseHTTPRequestHandler):
@@ -83,36 +93,96 @@ class TimedOllama(ThreadingHTTPServer):
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             self.server.go.wait()
+            if self.server.writer is not None:
+                self.server.writer.stream(self.wfile, stream)  # returns at the stream's end
+                return
             for index in range(self.server.tokens):
-                line = {
-                    "model": "bench",
-                    "created_at": "2026-01-01T00:00:00Z",
-                    "message": {"role": "assistant", "content": f"{stream}:{index} "},
-                    "done": False,
-                }
-                self._chunk(json.dumps(line).encode() + b"\n")
+                write_chunk(self.wfile, token_line(stream, index))
                 self.server.sent[(stream, index)] = time.perf_counter()
                 time.sleep(self.server.interval)
-            final = {
-                "model": "bench",
-                "created_at": "2026-01-01T00:00:00Z",
-                "message": {"role": "assistant", "content": ""},
-                "done": True,
-                "done_reason": "stop",
-                "total_duration": 1,
-                "load_duration": 1,
-                "prompt_eval_count": 1,
-                "prompt_eval_duration": 1,
-                "eval_count": self.server.tokens,
-                "eval_duration": 1,
-            }
-            self._chunk(json.dumps(final).encode() + b"\n")
+            write_chunk(self.wfile, final_line(self.server.tokens))
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
 
-        def _chunk(self, data: bytes):
-            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-            self.wfile.flush()
+
+def token_line(stream: str, index: int) -> bytes:
+    line = {
+        "model": "bench",
+        "created_at": "2026-01-01T00:00:00Z",
+        "message": {"role": "assistant", "content": f"{stream}:{index} "},
+        "done": False,
+    }
+    return json.dumps(line).encode() + b"\n"
+
+
+def final_line(tokens: int) -> bytes:
+    final = {
+        "model": "bench",
+        "created_at": "2026-01-01T00:00:00Z",
+        "message": {"role": "assistant", "content": ""},
+        "done": True,
+        "done_reason": "stop",
+        "total_duration": 1,
+        "load_duration": 1,
+        "prompt_eval_count": 1,
+        "prompt_eval_duration": 1,
+        "eval_count": tokens,
+        "eval_duration": 1,
+    }
+    return json.dumps(final).encode() + b"\n"
+
+
+def write_chunk(wfile, data: bytes) -> None:
+    wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+    wfile.flush()
+
+
+class _Writer:
+    """``TimedOllama(one_writer=True)``: one thread writes every stream's chunks when due."""
+
+    def __init__(self, server: TimedOllama):
+        self.server = server
+        # (when, tie-break, [wfile, stream, index, done]), the earliest first
+        self.due: list[tuple[float, int, list]] = []
+        self.count = 0
+        self.wake = threading.Condition()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def stream(self, wfile, stream: str) -> None:
+        done = threading.Event()
+        with self.wake:
+            self.count += 1
+            heapq.heappush(self.due, (time.perf_counter(), self.count, [wfile, stream, 0, done]))
+            self.wake.notify()
+        done.wait()
+
+    def _run(self) -> None:
+        server = self.server
+        while True:
+            with self.wake:
+                while not self.due or self.due[0][0] > time.perf_counter():
+                    self.wake.wait(None if not self.due else self.due[0][0] - time.perf_counter())
+                now = time.perf_counter()
+                ready = []
+                while self.due and self.due[0][0] <= now:
+                    ready.append(heapq.heappop(self.due))
+            for _when, tie, entry in ready:
+                wfile, stream, index, done = entry
+                try:
+                    if index < server.tokens:
+                        write_chunk(wfile, token_line(stream, index))
+                        written = time.perf_counter()
+                        server.sent[(stream, index)] = written
+                        entry[2] = index + 1
+                        with self.wake:
+                            heapq.heappush(self.due, (written + server.interval, tie, entry))
+                        continue
+                    write_chunk(wfile, final_line(server.tokens))
+                    wfile.write(b"0\r\n\r\n")
+                    wfile.flush()
+                except OSError:
+                    pass  # the client went away
+                done.set()
 
 
 def served_env(database_url: str) -> dict[str, str]:
