@@ -71,6 +71,8 @@ class Body:
     ):
         self.sock = sock
         self.fd = sock.fileno()
+        # A TLS socket may hold decrypted bytes no select reports: read it until it has none.
+        self.tls = isinstance(sock, ssl.SSLSocket)
         self.framing = framing
         self.decompressor = _gunzip() if gzip else None
         self.on_data = on_data
@@ -270,6 +272,10 @@ class StreamReader:
             if body.read_timeout is not None:
                 body.deadline = time.monotonic() + body.read_timeout
             if self._feed(body, data, registered=True):
+                return
+            if len(data) < READ_SIZE and not body.tls:
+                # The kernel had no more (a token is one small chunk): no recv that fails
+                # with EAGAIN per token; the next select reports what arrives meanwhile.
                 return
         # Its turn is over with data left. TLS may hold decrypted bytes that no select reports.
         self._again.append(body)
