@@ -81,6 +81,11 @@ def read_threads(base: str, streams: int, counts: list[int], go: threading.Event
                 counts[i] += 1
         client.close()
 
+    run_threads(one, streams, go)
+
+
+def run_threads(one, streams: int, go: threading.Event) -> None:
+    """``one(i)`` for every stream, each on its own thread, started together by ``go``."""
     threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
     for thread in threads:
         thread.start()
@@ -105,13 +110,7 @@ def read_pumped(base: str, streams: int, counts: list[int], go: threading.Event)
         stream.pump(on_item)
         client.close()
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
-    for thread in threads:
-        thread.start()
-    time.sleep(0.3)  # every client built and waiting
-    go.set()
-    for thread in threads:
-        thread.join()
+    run_threads(one, streams, go)
 
 
 def read_aiohttp(port: int, streams: int, counts: list[int], go: threading.Event) -> None:

@@ -4,7 +4,6 @@ Nothing here connects beyond loopback: refused addresses are refused before any 
 and the pinning tests allow-list 127.0.0.1 and point made-up names at it.
 """
 
-import datetime
 import ipaddress
 import socket
 import ssl
@@ -16,6 +15,7 @@ import pytest
 from integrations.adapter import ApiAdapter
 from integrations.errors import BadRequest, BlockedAddress
 from integrations.guard import AddressGuard, system_resolver
+from tests.certificates import make_certificate
 from tests.fakes.base import Behaviour, FakeServer
 
 
@@ -306,40 +306,6 @@ def test_proxy_variables_are_ignored(echo, monkeypatch):
 
 
 # --- TLS: SNI and certificate check keep the name ---------------------------------------------
-
-
-def make_certificate(tmp_path, name: str):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path = tmp_path / "cert.pem"
-    key_path = tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 @pytest.fixture

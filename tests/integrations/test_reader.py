@@ -2,8 +2,6 @@
 real clients over real sockets: the fakes, and a raw server for framings they never send."""
 
 import contextlib
-import datetime
-import ipaddress
 import json
 import socket
 import ssl
@@ -12,14 +10,11 @@ import time
 import zlib
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from integrations.errors import Cancelled, StreamInterrupted
 from integrations.groq import GroqClient
 from integrations.ollama import OllamaClient
+from tests.certificates import make_certificate
 from tests.fakes import fixtures
 from tests.fakes.base import Behaviour
 from tests.fakes.groq import TEST_KEY
@@ -212,45 +207,13 @@ def test_framings(raw_server, name, response, kwargs):
     client.close()
 
 
-def self_signed(tmp_path) -> tuple[ssl.SSLContext, str]:
-    """A server context for 127.0.0.1 and the path of the certificate a client trusts."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_path, key_path)
-    return context, str(cert_path)
-
-
 def test_a_tls_body_larger_than_a_turn_is_read_whole(raw_server, tmp_path, monkeypatch):
     # Groq is HTTPS: a TLS socket may hold decrypted bytes that no select reports, and a body
     # sent in one burst is read over several turns of the reader (8 reads of 64 KiB each).
-    context, cert = self_signed(tmp_path)
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
+    cert, key = make_certificate(tmp_path, "127.0.0.1")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
     words = [f"w{i:04d}" + "x" * 1000 for i in range(1000)]
     body = ndjson(
         *({"model": "m", "message": {"content": word}, "done": False} for word in words),
