@@ -1,10 +1,11 @@
 """The sockets' in-memory layer (canvas/core/layers.py): one copy of a group message per send."""
 
 import asyncio
+import uuid
 
 from channels.layers import InMemoryChannelLayer
 
-from canvas.core.layers import SharedInMemoryChannelLayer
+from canvas.core.layers import SharedInMemoryChannelLayer, json_copy
 
 
 async def _members(layer, group, count):
@@ -74,3 +75,19 @@ async def test_expired_messages_still_go_and_the_walk_runs_once_per_interval(mon
     assert list(layer.groups["g"]) == [fresh]
     assert stale not in layer.channels
     assert await asyncio.wait_for(layer.receive(fresh), 1) == {"type": "y"}
+
+
+def test_json_copy_shares_no_dict_or_list_and_falls_back_to_deepcopy():
+    inner = {"items": [1, {"x": "y"}], "pair": ([1], 2.5)}
+    value = {"a": inner, "b": inner, "none": None, "flag": True, "raw": b"z", "id": uuid.uuid4()}
+
+    copied = json_copy(value)
+
+    assert copied == value
+    assert copied["a"] is not inner
+    assert copied["a"]["items"] is not inner["items"]
+    assert copied["a"]["items"][1] is not inner["items"][1]
+    assert copied["a"]["pair"][0] is not inner["pair"][0]  # a list inside a tuple too
+    assert copied["id"] == value["id"]
+    inner["items"].append(3)
+    assert copied["a"]["items"] == [1, {"x": "y"}] == copied["b"]["items"]
