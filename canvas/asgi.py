@@ -16,12 +16,12 @@ from integrations.checks import verify_encryption_key  # noqa: E402
 
 verify_encryption_key()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from canvas.consumers import CanvasConsumer  # noqa: E402
 from canvas.origin import BrowserOriginValidator  # noqa: E402
+from canvas.socket_sessions import SocketAuthMiddlewareStack  # noqa: E402
 from workflows.recovery import background_start  # noqa: E402
 
 websocket_urlpatterns = [path("ws/", CanvasConsumer.as_asgi())]
@@ -30,7 +30,9 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # Session auth for browsers (Origin checked), ?token= for everyone: see canvas/origin.py.
-        "websocket": BrowserOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": BrowserOriginValidator(
+            SocketAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        ),
     }
 )
 
