@@ -8,6 +8,7 @@ built-ins (``ping``, ``subscribe``, ``unsubscribe``) or to a handler an app regi
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import weakref
@@ -37,6 +38,8 @@ MAX_JSON_DEPTH = 32
 # (measured with 500 sockets, bench/client.py --only fanout-live: 1 costs more loop turns and
 # writes than it saves, 25 holds the first frames back ~0.8 s; 5-10 did best).
 RELAY_YIELD_EVERY = 10
+# Group messages a socket relays per wake-up when more are queued for it (``dispatch``).
+RELAY_DRAIN = 10
 
 
 @database_sync_to_async
@@ -310,8 +313,28 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
         handler = _WITHOUT_HOP.get(message.get("type"))
         if handler is None:
             await super().dispatch(message)
-        else:
-            await getattr(self, handler)(message)
+            return
+        await getattr(self, handler)(message)
+        if handler in _RELAYS and self._receive_nowait is not None:
+            # Channels' loop hands a consumer one message per receive task and wake-up (a
+            # task, a wait and four loop callbacks each). Messages already queued behind
+            # this one are relayed now, up to RELAY_DRAIN: a backlogged socket (token
+            # frames arriving faster than the loop relays them) costs less per frame, and
+            # its frames leave in one write. The client's messages wait at most that long.
+            for _ in range(RELAY_DRAIN):
+                queued = self._receive_nowait(self.channel_name)
+                if queued is None:
+                    break
+                if (handler := _WITHOUT_HOP.get(queued.get("type"))) is None:
+                    await super().dispatch(queued)
+                else:
+                    await getattr(self, handler)(queued)
+
+    @functools.cached_property
+    def _receive_nowait(self):
+        # Layers that can hand over a queued message without waiting (the in-memory layer of
+        # canvas.core.layers); None for the others, which keep Channels' one per wake-up.
+        return getattr(getattr(self, "channel_layer", None), "receive_nowait", None)
 
     async def realtime_event(self, message: dict[str, Any]):
         name = message["topic"]
@@ -434,3 +457,4 @@ _WITHOUT_HOP = {
     "realtime.frame": "realtime_frame",
     "websocket.receive": "websocket_receive",
 }
+_RELAYS = frozenset({"realtime_event", "realtime_events", "realtime_frame"})

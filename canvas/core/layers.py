@@ -60,6 +60,35 @@ class SharedInMemoryChannelLayer(InMemoryChannelLayer):
         self._cleaned_at = now
         super()._clean_expired()
 
+    async def receive(self, channel: str) -> dict[str, Any]:
+        # Channels' receive builds a new (discarded) queue on every call to setdefault it.
+        self.require_valid_channel_name(channel)
+        self._clean_expired()
+        queue = self.channels.get(channel)
+        if queue is None:
+            queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
+        try:
+            _, message = await queue.get()
+        finally:
+            if queue.empty():
+                self.channels.pop(channel, None)
+        return message
+
+    def receive_nowait(self, channel: str) -> dict[str, Any] | None:
+        """The channel's next queued message, or None when none is queued (never waits).
+
+        For a consumer that has just been handed one message: the rest already queued for it
+        can be relayed in the same turn of the loop (``CanvasConsumer.dispatch``), without a
+        receive task and a wake-up per message. The caller is the channel's only reader and
+        calls this while none of its ``receive`` calls is waiting, so order is kept."""
+        queue = self.channels.get(channel)
+        if queue is None or queue.empty():
+            return None
+        _, message = queue.get_nowait()
+        if queue.empty():
+            self.channels.pop(channel, None)
+        return message
+
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         if not isinstance(message, dict) or "__asgi_channel__" in message:
             raise TypeError("A group message is a dict without '__asgi_channel__'.")

@@ -3,8 +3,9 @@
 import asyncio
 import uuid
 
-from canvas.consumers import RELAY_YIELD_EVERY, CanvasConsumer
+from canvas.consumers import RELAY_DRAIN, RELAY_YIELD_EVERY, CanvasConsumer
 from canvas.core import events, realtime
+from canvas.core.layers import SharedInMemoryChannelLayer
 from canvas.core.streams import TextStreams
 
 
@@ -93,3 +94,27 @@ async def test_a_batch_after_an_unsubscribe_midway_stops_there():
     await relay
 
     assert len(log) == RELAY_YIELD_EVERY
+
+
+async def test_messages_queued_behind_one_are_relayed_with_it_in_order_up_to_the_drain():
+    # A backlogged socket relays the messages already queued for it in the same wake-up
+    # (without a receive task each), in order, at most RELAY_DRAIN of them; the rest wait for
+    # Channels' next receive, and nothing is lost or reordered.
+    execution = uuid.uuid4()
+    messages = batch(execution, RELAY_DRAIN + 3)
+    log: list = []
+    consumer = subscribed_consumer(execution, log, 0)
+    consumer.channel_layer = layer = SharedInMemoryChannelLayer()
+    consumer.channel_name = await layer.new_channel()
+    group = events.group_name(events.execution_topic(execution))
+    await layer.group_add(group, consumer.channel_name)
+    for message in messages:
+        await layer.group_send(group, message)
+
+    await consumer.dispatch(await layer.receive(consumer.channel_name))
+    assert log == [(0, m["encoded"]) for m in messages[: 1 + RELAY_DRAIN]]
+
+    await consumer.dispatch(await layer.receive(consumer.channel_name))
+    assert log == [(0, m["encoded"]) for m in messages]
+    assert layer.receive_nowait(consumer.channel_name) is None
+    assert consumer.channel_name not in layer.channels
