@@ -1,19 +1,61 @@
 """Daphne as this project serves it: ``python -m canvas.daphne_server [daphne options] APP``.
 
-Daphne's command line, options and all, with one change. Daphne (since 4.2.2) passes autobahn a
+Daphne's command line, options and all, with two changes. Daphne (since 4.2.2) passes autobahn a
 WebSocket message and frame limit, 1 MiB by default (``--websocket-max-message-size``,
 ``--websocket-max-frame-size``), but autobahn fails an over-limit connection with its default
 ``failByDrop``: it drops the TCP connection, and the client sees no close code. Here autobahn
 runs the closing handshake instead, so the client gets **1009** (message too big), as
 docs/realtime.md promises.
 
+And autobahn builds the arguments of a debug log line on every frame it sends, debug logging
+on or not: ``sendData`` calls ``hltype`` and ``hlval`` three times, four ``click.style``
+calls and a qualified-name lookup (5.6 us a frame, ~10 % of the serving loop's samples while
+it relayed 10,000 token frames, bench/relay_cpu.py). Here the two names, as autobahn's
+WebSocket modules imported them, build their text only when a log line is rendered
+(``lazy_highlights``): what a debug log shows is unchanged.
+
 ``make run`` and the test suite's live servers start this; production runs it in place of the
 ``daphne`` command. (The module name starts with ``daphne`` on purpose: the recovery loop
 starts in server processes, recognised by their program name, see ``workflows/recovery.py``.)
 """
 
+import autobahn.twisted.websocket
+import autobahn.util
+import autobahn.websocket.protocol
 from daphne.cli import CommandLineInterface
 from daphne.server import Server
+
+
+class _Highlighted:
+    """``autobahn.util``'s ``hltype(value)`` or ``hlval(value, ...)``, made when formatted."""
+
+    __slots__ = ("highlight", "value", "options")
+
+    def __init__(self, highlight, value, options):
+        self.highlight, self.value, self.options = highlight, value, options
+
+    def __str__(self):
+        return self.highlight(self.value, **self.options)
+
+    def __format__(self, spec):
+        return format(str(self), spec)
+
+    __repr__ = __str__
+
+
+def _lazy_hltype(obj):
+    return _Highlighted(autobahn.util.hltype, obj, {})
+
+
+def _lazy_hlval(val, color="white", bold=True):
+    return _Highlighted(autobahn.util.hlval, val, {"color": color, "bold": bold})
+
+
+def lazy_highlights() -> None:
+    """Rebind ``hltype`` and ``hlval`` in autobahn's WebSocket modules (each imported them by
+    name) to the lazy forms. Idempotent; the server calls it before it serves."""
+    for module in (autobahn.websocket.protocol, autobahn.twisted.websocket):
+        module.hltype, module.hlval = _lazy_hltype, _lazy_hlval
 
 
 class CanvasServer(Server):
@@ -29,4 +71,5 @@ class CanvasCommandLine(CommandLineInterface):
 
 
 if __name__ == "__main__":
+    lazy_highlights()
     CanvasCommandLine.entrypoint()
