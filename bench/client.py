@@ -31,7 +31,8 @@ The method, the same for the server and its floor:
 - **fan-out live**: the same with every socket subscribed before the run's LLM node (held by
   a fake Ollama) lets the rest of the run go on; only the frames of events stamped after that
   moment are timed, as all of the floor's are (the run's first few events are replayed to each
-  socket on subscribe: their seqs are checked, their latency is the 500 subscribes').
+  socket on subscribe: their seqs are checked, their latency is the 500 subscribes'). Beside
+  it, the serving process's CPU from the gate's opening to the last frame, per timed frame.
 - **streams**: 100 runs, each an LLM node streaming 200 tokens at 5 ms from a fake Ollama,
   2 sockets subscribed to each (200), the clients in another process; latency from the
   fake's write of a token to its receipt in a frame. The fake writes every stream from one
@@ -653,16 +654,29 @@ def bench_fanout_live(database_url: str, token: str, graph_id: str, sockets: int
         **server_env(database_url),
         "OLLAMA_BASE_URL": f"http://127.0.0.1:{fake.server_address[1]}",
     }
+
+    class Gate:
+        """The fake's gate, noting the server's CPU when it opens."""
+
+        def set(self):
+            self.cpu = cpu_seconds(daphne.pid)
+            fake.go.set()
+
+    gate = Gate()
     try:
-        with daphne_process(env) as (base, _daphne):
+        with daphne_process(env) as (base, daphne):
             results = asyncio.run(
                 realtime.fan_out(
-                    base.replace("http://", "ws://"), base, token, graph_id, sockets, gate=fake.go
+                    base.replace("http://", "ws://"), base, token, graph_id, sockets, gate=gate
                 )
             )
+            cpu = cpu_seconds(daphne.pid) - gate.cpu
     finally:
         fake.shutdown()
-    return realtime.fan_out_summary(results)
+    summary = realtime.fan_out_summary(results)
+    # From the gate to the last socket's terminal frame: the run's live events, relayed.
+    summary["cpu_us_per_frame"] = cpu * 1e6 / summary["timed"]
+    return summary
 
 
 def report_fanout(title: str, ours: dict, sockets: int) -> None:
@@ -680,6 +694,11 @@ def report_fanout(title: str, ours: dict, sockets: int) -> None:
             f"{fan['lost']} lost, {fan['duplicates']} duplicates"
         )
     print(f"  ratio p99: {ours['p99'] / floor['p99']:.1f}×")
+    if "cpu_us_per_frame" in ours:
+        print(
+            f"  the serving process's CPU from the gate to the last frame: "
+            f"{ours['cpu_us_per_frame']:.0f} us per timed frame"
+        )
 
 
 def bench_streams(database_url: str, token: str, graph_id: str) -> dict:
