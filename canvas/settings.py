@@ -161,7 +161,8 @@ if REDIS_URL:
             },
         },
         "events": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            # channels-redis's pub/sub layer, decoding a message once for all its sockets.
+            "BACKEND": "canvas.core.layers.SharedRedisPubSubChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_LAYER_PREFIX},
         },
     }

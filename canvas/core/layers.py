@@ -1,4 +1,5 @@
-"""The in-memory channel layer of the ``events`` alias (one process, no Redis).
+"""The channel layers of the ``events`` alias: in memory (one process, no Redis), or Redis
+pub/sub (``SharedRedisPubSubChannelLayer``, below).
 
 Channels' ``InMemoryChannelLayer.group_send`` starts a task per member channel and each task
 ``deepcopy``s the message: a 100-event batch to 500 sockets is 500 copies of the batch (9.8 s
@@ -24,11 +25,20 @@ later.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from copy import deepcopy
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer
+from channels_redis.pubsub import (
+    RedisPubSubChannelLayer,
+    RedisPubSubLoopLayer,
+    RedisSingleShardConnection,
+)
+from channels_redis.utils import _wrap_close
+
+logger = logging.getLogger(__name__)
 
 _IMMUTABLE = frozenset({str, int, float, bool, bytes, type(None)})
 
@@ -107,3 +117,73 @@ class SharedInMemoryChannelLayer(InMemoryChannelLayer):
                 queue = self.channels[channel] = asyncio.Queue(maxsize=self.get_capacity(channel))
             if not queue.full():
                 queue.put_nowait((expires, shared))
+
+
+class SharedRedisPubSubChannelLayer(RedisPubSubChannelLayer):
+    """channels-redis's pub/sub layer, decoding a message once per process.
+
+    - channels-redis 4.3's reader puts a message's bytes in the queue of each local channel
+      it is for, and each channel's ``receive`` msgpack-decodes them: once per socket of the
+      group. Here the reader decodes them once and every channel gets that one dict (read-only
+      for its receivers, as with ``SharedInMemoryChannelLayer``).
+    - ``receive_nowait`` hands a consumer what is already queued for it (as the in-memory
+      layer's: ``CanvasConsumer.dispatch``).
+    """
+
+    def _get_layer(self) -> RedisPubSubLoopLayer:
+        # RedisPubSubChannelLayer._get_layer, with this module's loop layer.
+        loop = asyncio.get_running_loop()
+        layer = self._layers.get(loop)
+        if layer is None:
+            layer = self._layers[loop] = _SharedLoopLayer(
+                *self._args, **self._kwargs, channel_layer=self
+            )
+            _wrap_close(self, loop)
+        return layer
+
+    def deserialize(self, message: bytes | dict[str, Any]) -> dict[str, Any]:
+        # The loop layer's receive deserializes what its queue held: already a message here.
+        if type(message) is dict:
+            return message
+        return super().deserialize(message)
+
+    def receive_nowait(self, channel: str) -> dict[str, Any] | None:
+        """The channel's next queued message, or None when none is queued (never waits); the
+        same contract as ``SharedInMemoryChannelLayer.receive_nowait``. Call on the loop the
+        channel receives on."""
+        queue = self._get_layer().channels.get(channel)
+        if queue is None or queue.empty():
+            return None
+        return queue.get_nowait()
+
+
+class _SharedLoopLayer(RedisPubSubLoopLayer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._shards = [_SharedShard(shard.host, self) for shard in self._shards]
+
+
+class _SharedShard(RedisSingleShardConnection):
+    def _receive_message(self, message: dict[str, Any] | None) -> None:
+        # RedisSingleShardConnection._receive_message, decoding the data once for all the
+        # local channels it is for (none: not decoded at all).
+        if message is None:
+            return
+        name = message["channel"]
+        if isinstance(name, bytes):
+            name = name.decode()
+        layer = self.channel_layer
+        if name in layer.channels:
+            queues = [layer.channels[name]]
+        else:
+            members = layer.groups.get(name, ())
+            queues = [layer.channels[c] for c in members if c in layer.channels]
+        if not queues:
+            return
+        try:
+            decoded = layer.channel_layer.deserialize(message["data"])
+        except Exception:
+            logger.exception("undecodable message on %s dropped", name)
+            return
+        for queue in queues:
+            queue.put_nowait(decoded)

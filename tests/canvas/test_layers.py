@@ -1,8 +1,11 @@
-"""The sockets' in-memory layer (canvas/core/layers.py): one copy of a group message per send."""
+"""The sockets' layers (canvas/core/layers.py): in memory, one copy of a group message per
+send; over Redis pub/sub, one decode per process."""
 
 import asyncio
+import os
 import uuid
 
+import pytest
 from channels.layers import InMemoryChannelLayer
 
 from canvas.core.layers import SharedInMemoryChannelLayer, json_copy
@@ -91,3 +94,64 @@ def test_json_copy_shares_no_dict_or_list_and_falls_back_to_deepcopy():
     assert copied["id"] == value["id"]
     inner["items"].append(3)
     assert copied["a"]["items"] == [1, {"x": "y"}] == copied["b"]["items"]
+
+
+# --- the Redis pub/sub layer ----------------------------------------------------------------
+
+
+def _redis_layer():
+    from canvas.core.layers import SharedRedisPubSubChannelLayer
+
+    return SharedRedisPubSubChannelLayer(
+        hosts=[os.environ["REDIS_URL"]], prefix=f"test-layers-{uuid.uuid4().hex[:8]}"
+    )
+
+
+def _count_decodes(layer, monkeypatch) -> list[bytes]:
+    decoded = []
+    original = layer._serializer.deserialize
+
+    def counting(data):
+        decoded.append(data)
+        return original(data)
+
+    monkeypatch.setattr(layer._serializer, "deserialize", counting)
+    return decoded
+
+
+@pytest.mark.redis
+async def test_redis_layer_decodes_a_group_message_once_for_all_its_local_channels(monkeypatch):
+    layer = _redis_layer()
+    decoded = _count_decodes(layer, monkeypatch)
+    channels = await _members(layer, "g", 3)
+    alone = await layer.new_channel()
+    try:
+        await layer.group_send("g", {"type": "x", "data": {"items": [1, 2]}})
+        await layer.send(alone, {"type": "y"})
+
+        received = [await asyncio.wait_for(layer.receive(c), 2) for c in channels]
+        assert await asyncio.wait_for(layer.receive(alone), 2) == {"type": "y"}
+        assert received[0] == {"type": "x", "data": {"items": [1, 2]}}
+        assert received[0] is received[1] is received[2]
+        assert len(decoded) == 2  # the group message once, the channel's once
+    finally:
+        await layer.flush()
+
+
+@pytest.mark.redis
+async def test_redis_layer_hands_queued_messages_over_in_order_without_waiting():
+    layer = _redis_layer()
+    (channel,) = await _members(layer, "g", 1)
+    try:
+        assert layer.receive_nowait(channel) is None
+        for n in range(5):
+            await layer.group_send("g", {"type": "x", "n": n})
+        assert (await asyncio.wait_for(layer.receive(channel), 2))["n"] == 0
+        for _ in range(50):  # the rest have arrived or are about to
+            if layer._get_layer().channels[channel].qsize() == 4:
+                break
+            await asyncio.sleep(0.01)
+        assert [layer.receive_nowait(channel)["n"] for _ in range(4)] == [1, 2, 3, 4]
+        assert layer.receive_nowait(channel) is None
+    finally:
+        await layer.flush()

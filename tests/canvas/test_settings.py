@@ -75,7 +75,7 @@ def test_production_urls_select_postgres_pool_and_redis_layer():
     assert conn_max_age == "0"
     assert pool == "True"
     assert layer == "'channels_redis.core.RedisChannelLayer'"
-    assert events_layer == "'channels_redis.pubsub.RedisPubSubChannelLayer'"
+    assert events_layer == "'canvas.core.layers.SharedRedisPubSubChannelLayer'"
 
 
 @pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "CRYPTOGRAPHY_KEY"])
