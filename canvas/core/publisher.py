@@ -43,6 +43,10 @@ from canvas.core.realtime import (
 logger = logging.getLogger(__name__)
 
 
+# At most this many publish() calls' messages go to a layer's group_send_many at once.
+DRAIN_BATCHES = 100
+
+
 class Publisher:
     def __init__(self, alias: str | None = None):
         self.alias = alias or settings.EVENTS_CHANNEL_LAYER
@@ -117,19 +121,31 @@ class Publisher:
 
     async def _drain(self, queue: asyncio.Queue) -> None:
         layer = get_channel_layer(self.alias)
+        # A layer that publishes several messages in one round trip, in order (the Redis
+        # layer of canvas.core.layers); None for the others, which get a group_send each.
+        send_many = getattr(layer, "group_send_many", None)
         while True:
-            group, messages = await queue.get()
+            batches = [await queue.get()]
+            # What was queued while the last send was awaited goes in one round trip.
+            while send_many is not None and len(batches) < DRAIN_BATCHES and not queue.empty():
+                batches.append(queue.get_nowait())
             try:
-                for message in messages:
-                    await layer.group_send(group, message)
+                if send_many is not None:
+                    await send_many([(group, m) for group, messages in batches for m in messages])
+                else:
+                    group, messages = batches[0]
+                    for message in messages:
+                        await layer.group_send(group, message)
             except Exception:
                 # A broken layer must not kill the drain: the database keeps the truth and
                 # subscribers backfill from it.
-                logger.exception("group_send to %s failed", group)
+                logger.exception(
+                    "group_send to %s failed", ", ".join(dict.fromkeys(g for g, _ in batches))
+                )
             finally:
                 with self._idle:
                     if queue in self._pending:
-                        self._pending[queue] -= 1
+                        self._pending[queue] -= len(batches)
                     self._idle.notify_all()
 
 

@@ -1,5 +1,5 @@
 """The sockets' layers (canvas/core/layers.py): in memory, one copy of a group message per
-send; over Redis pub/sub, one decode per process."""
+send; over Redis pub/sub, one decode per process and a backlog in one round trip."""
 
 import asyncio
 import os
@@ -153,5 +153,24 @@ async def test_redis_layer_hands_queued_messages_over_in_order_without_waiting()
             await asyncio.sleep(0.01)
         assert [layer.receive_nowait(channel)["n"] for _ in range(4)] == [1, 2, 3, 4]
         assert layer.receive_nowait(channel) is None
+    finally:
+        await layer.flush()
+
+
+@pytest.mark.redis
+async def test_redis_layer_publishes_a_backlog_in_order_per_group():
+    layer = _redis_layer()
+    (a,) = await _members(layer, "a", 1)
+    (b,) = await _members(layer, "b", 1)
+    try:
+        messages = [(group, {"type": "x", "n": n}) for n in range(300) for group in "ab"]
+        await layer.group_send_many(messages[:10])
+        await layer.group_send("a", {"type": "x", "n": -1})  # one at a time still works
+        await layer.group_send_many(messages[10:])
+
+        got_a = [(await asyncio.wait_for(layer.receive(a), 2))["n"] for _ in range(301)]
+        got_b = [(await asyncio.wait_for(layer.receive(b), 2))["n"] for _ in range(300)]
+        assert got_a == [0, 1, 2, 3, 4, -1, *range(5, 300)]
+        assert got_b == list(range(300))
     finally:
         await layer.flush()

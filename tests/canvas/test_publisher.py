@@ -1,4 +1,5 @@
-"""The publisher of a process that serves no sockets (a command) delivers before it exits."""
+"""The publisher: a process that serves no sockets (a command) delivers before it exits; a
+layer that publishes a backlog at once gets what is queued in one call, in order."""
 
 import asyncio
 import os
@@ -37,3 +38,52 @@ async def test_messages_published_just_before_exit_are_delivered():
     received = [(await asyncio.wait_for(layer.receive(channel), 5))["i"] for _ in range(200)]
     assert received == list(range(200))
     await layer.group_discard("publisher-exit-test", channel)
+
+
+class _BatchingLayer:
+    """A layer with group_send_many that holds each call until released, so the publisher's
+    queue fills behind it."""
+
+    def __init__(self):
+        self.calls: list[list[tuple[str, dict]]] = []
+        self.release = asyncio.Event()
+
+    async def group_send_many(self, messages):
+        self.calls.append(messages)
+        if len(self.calls) == 1:
+            await self.release.wait()
+        if any(m.get("fail") for _, m in messages):
+            raise RuntimeError("layer down")
+
+
+async def test_the_drain_hands_a_backlog_to_group_send_many_in_order(monkeypatch):
+    from canvas.core import publisher as publisher_module
+
+    layer = _BatchingLayer()
+    monkeypatch.setattr(publisher_module, "get_channel_layer", lambda alias: layer)
+    monkeypatch.setattr(publisher_module, "DRAIN_BATCHES", 3)
+    loop = asyncio.get_running_loop()
+    pub = publisher_module.Publisher(alias="events")
+    pub.bind_loop(loop)
+
+    pub.publish("a", {"n": 0})
+    while not layer.calls:
+        await asyncio.sleep(0.01)
+    pub.publish_many("a", [{"n": 1}, {"n": 2}])
+    pub.publish("b", {"n": 3})
+    pub.publish("b", {"n": 4, "fail": True})  # a failing send is logged, the drain goes on
+    pub.publish("a", {"n": 5})
+    await asyncio.sleep(0.05)
+    layer.release.set()
+    assert await asyncio.to_thread(pub.flush, 5)
+
+    try:
+        assert layer.calls == [
+            [("a", {"n": 0})],
+            [("a", {"n": 1}), ("a", {"n": 2}), ("b", {"n": 3}), ("b", {"n": 4, "fail": True})],
+            [("a", {"n": 5})],
+        ]
+    finally:
+        for task in asyncio.all_tasks():
+            if task.get_coro().__qualname__ == "Publisher._drain":
+                task.cancel()
