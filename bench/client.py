@@ -593,7 +593,6 @@ def child(*args: str, env: dict | None = None):
 def stream_clients(base: str, token: str, ids: list[str]) -> None:
     """Subscribe SOCKETS_PER_STREAM sockets to each execution, say "ready", then print
     {"stream:index": receipt time} as JSON once every run ended."""
-    import websockets
 
     received: dict[str, float] = {}
 
@@ -621,14 +620,7 @@ def stream_clients(base: str, token: str, ids: list[str]) -> None:
                 return frame["event"]
 
     async def main():
-        ws_base = base.replace("http://", "ws://")
-        sockets = []
-        for execution in ids:
-            for _ in range(SOCKETS_PER_STREAM):
-                ws = await websockets.connect(
-                    f"{ws_base}/ws/?token={token}", max_queue=None, compression=None
-                )
-                sockets.append((ws, execution))
+        sockets = await realtime.connect_sockets(base, token, ids, SOCKETS_PER_STREAM)
         print(f"{len(sockets)} sockets connected", file=sys.stderr, flush=True)
         tasks = [asyncio.ensure_future(follow(ws, execution)) for ws, execution in sockets]
         await all_confirmed.wait()  # the runs wait for "go" meanwhile

@@ -371,6 +371,22 @@ async def fan_out(
     return results
 
 
+async def connect_sockets(base: str, token: str, ids: list[str], per_execution: int) -> list:
+    """``per_execution`` client sockets for each execution of ``ids``, as (socket, execution)
+    pairs, token-authenticated, no compression, unbounded receive queue."""
+    import websockets
+
+    ws_base = base.replace("http://", "ws://")
+    sockets = []
+    for execution in ids:
+        for _ in range(per_execution):
+            ws = await websockets.connect(
+                f"{ws_base}/ws/?token={token}", max_queue=None, compression=None
+            )
+            sockets.append((ws, execution))
+    return sockets
+
+
 async def collect_events(ws, since: float | None = None) -> tuple[list[int], list[float]]:
     """Sequenced event frames on one socket until the run's terminal event: their seqs, and
     each frame's latency from its ``ts`` (the moment the event was stamped) to its receipt

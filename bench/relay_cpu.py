@@ -44,7 +44,6 @@ def thread_cpu(pid: int, tid: int) -> float:
 def clients(base: str, token: str, per_run: int, ids: list[str]) -> None:
     """Subscribe, print "ready", then print the receipts as JSON once every socket had its
     "done" piece."""
-    import websockets
 
     latencies: list[float] = []
     frames = 0
@@ -70,14 +69,7 @@ def clients(base: str, token: str, per_run: int, ids: list[str]) -> None:
                 latencies.append((now - float(text)) * 1000)
 
     async def main():
-        ws_base = base.replace("http://", "ws://")
-        sockets = []
-        for execution in ids:
-            for _ in range(per_run):
-                ws = await websockets.connect(
-                    f"{ws_base}/ws/?token={token}", max_queue=None, compression=None
-                )
-                sockets.append((ws, execution))
+        sockets = await realtime.connect_sockets(base, token, ids, per_run)
         tasks = [asyncio.ensure_future(follow(ws, e)) for ws, e in sockets]
         await all_ready.wait()
         print("ready", flush=True)
