@@ -37,7 +37,7 @@ The method, the same for the server and its floor:
   2 sockets subscribed to each (200), the clients in another process; latency from the
   fake's write of a token to its receipt in a frame. The fake writes every stream from one
   thread (``TimedOllama(one_writer=True)``), each stream on its own 5 ms clock: a thread per
-  stream took ~75 % of a core from the two the server runs on (since 2026-11-28 18:20).
+  stream took ~75 % of a core from the two the server runs on (since 2026-11-28 18:16).
 
 The floor (``--floor`` process) is aiohttp with no framework: the same POST reads the token
 and the graph's rows, writes the execution and its ``execution.queued`` event, answers 202,
