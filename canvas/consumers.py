@@ -300,8 +300,8 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
     #
     # Group messages are read-only here: every handler below reads fields of the message (and
     # of its ``events``, ``data``, ``stream``, ``frame``) and never changes or keeps a part of
-    # it beyond sending it. The in-memory layer hands one copy of a message to every socket of
-    # a group (``canvas.core.layers.SharedInMemoryChannelLayer``) and relies on this.
+    # it beyond sending it. Both events layers hand one copy of a message to every socket of
+    # a group in the process (``canvas.core.layers``) and rely on this.
 
     async def dispatch(self, message):
         # Channels' dispatch first closes old database connections in a thread hop
@@ -310,11 +310,7 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
         # there behind the subscribes' reads, and every subscribe waited there twice (the hop,
         # then its read). The relays and the client messages' handlers reach the database
         # only through ``database_sync_to_async``, which closes old connections itself.
-        handler = _WITHOUT_HOP.get(message.get("type"))
-        if handler is None:
-            await super().dispatch(message)
-            return
-        await getattr(self, handler)(message)
+        handler = await self._dispatch_one(message)
         if handler in _RELAYS and self._receive_nowait is not None:
             # Channels' loop hands a consumer one message per receive task and wake-up (a
             # task, a wait and four loop callbacks each). Messages already queued behind
@@ -325,14 +321,21 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
                 queued = self._receive_nowait(self.channel_name)
                 if queued is None:
                     break
-                if (handler := _WITHOUT_HOP.get(queued.get("type"))) is None:
-                    await super().dispatch(queued)
-                else:
-                    await getattr(self, handler)(queued)
+                await self._dispatch_one(queued)
+
+    async def _dispatch_one(self, message) -> str | None:
+        """Handle one message, without the hop when it is one of ``_WITHOUT_HOP``'s; the
+        handler's name (None: Channels' dispatch took it)."""
+        handler = _WITHOUT_HOP.get(message.get("type"))
+        if handler is None:
+            await super().dispatch(message)
+        else:
+            await getattr(self, handler)(message)
+        return handler
 
     @functools.cached_property
     def _receive_nowait(self):
-        # Layers that can hand over a queued message without waiting (the in-memory layer of
+        # Layers that can hand over a queued message without waiting (both events layers of
         # canvas.core.layers); None for the others, which keep Channels' one per wake-up.
         return getattr(getattr(self, "channel_layer", None), "receive_nowait", None)
 

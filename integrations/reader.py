@@ -60,6 +60,7 @@ class Body:
         self,
         *,
         sock: socket.socket,
+        buffered: bytes,
         framing: h11.Connection,
         gzip: bool,
         on_data: OnData,
@@ -83,7 +84,7 @@ class Body:
         self.request_id = request_id
         self.cancelled = cancelled
         # What ``http.client`` had read past the head: fed first, on the reading thread.
-        self.buffered = b""
+        self.buffered = buffered
         self.done = threading.Event()
         self.error: BaseException | None = None
 
@@ -186,28 +187,23 @@ class StreamReader:
         self._thread = threading.Thread(target=self._run, name="stream-reader", daemon=True)
         self._thread.start()
 
-    def read(self, body: Body, buffered: bytes = b"") -> None:
-        """Pump ``body`` (after ``buffered``, the bytes read ahead with its head) to its end.
+    def read(self, body: Body) -> None:
+        """Pump ``body`` (its ``buffered`` bytes first) to its end.
 
         Blocks the calling thread until then; raises what ended it, if not the end itself.
         """
-        body.buffered = buffered
         with self._lock:
             self._arriving.append(body)
         self._wake()
         body.done.wait()
-        return self._outcome(body)
+        if body.error is not None:
+            raise body.error
 
     # -- the reading thread ------------------------------------------------------------------
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError):  # a wake-up is already pending
             self._wake_w.send(b"\0")
-
-    @staticmethod
-    def _outcome(body: Body) -> None:
-        if body.error is not None:
-            raise body.error
 
     def _run(self) -> None:
         while True:

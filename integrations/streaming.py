@@ -174,9 +174,13 @@ def _socket_of(response: requests.Response) -> socket.socket | None:
     )
     sock = getattr(connection, "sock", None)
     if sock is None:
-        body = getattr(getattr(response.raw, "_fp", None), "fp", None)  # http.client's reader
-        sock = getattr(getattr(body, "raw", None), "_sock", None)  # its socket.SocketIO
+        sock = getattr(getattr(_body_reader(response), "raw", None), "_sock", None)  # SocketIO's
     return sock
+
+
+def _body_reader(response: requests.Response):
+    """http.client's buffered reader of the body (what it read past the head is in it)."""
+    return getattr(getattr(response.raw, "_fp", None), "fp", None)
 
 
 class ResponseStream:
@@ -241,7 +245,7 @@ class ResponseStream:
         the reading thread cannot take (a socket ``requests`` hides behind a TLS proxy tunnel,
         an encoding other than gzip, a framing ``h11`` refuses) is read here, the same way.
         """
-        body, buffered = self._handover(on_data, on_end)
+        body = self._handover(on_data, on_end)
         if body is None:
             for data in self.iter_bytes():
                 if on_data(data):
@@ -252,29 +256,29 @@ class ResponseStream:
             self.mark_complete()
             return
         try:
-            reader.reader().read(body, buffered)
+            reader.reader().read(body)
         finally:
             with self._lock:
                 self._pumping = False
             self.close()
 
-    def _handover(self, on_data, on_end) -> tuple[reader.Body | None, bytes]:
-        """The body for the reading thread, and what ``http.client`` already read of it."""
+    def _handover(self, on_data, on_end) -> reader.Body | None:
+        """The body for the reading thread (with what ``http.client`` already read of it), or
+        None when the reading thread cannot take it."""
         sock = self._socket
-        raw = self.response.raw
-        buffer = getattr(getattr(raw, "_fp", None), "fp", None)  # http.client's read-ahead
+        buffer = _body_reader(self.response)
         encoding = self.response.headers.get("content-encoding", "identity").strip().lower()
         if not isinstance(sock, socket.socket) or buffer is None:
-            return None, b""
+            return None
         if encoding not in ("identity", "gzip"):
-            return None, b""
+            return None
         framing = reader.framing_for(
             method=self.response.request.method,
-            version=getattr(raw, "version", 11),
+            version=getattr(self.response.raw, "version", 11),
             headers=self.response.headers,
         )
         if framing is None:
-            return None, b""
+            return None
         with self._lock:
             if self._closed:
                 raise Cancelled("the stream was cancelled", provider=self.provider)
@@ -287,8 +291,9 @@ class ResponseStream:
             buffered = b""
         except OSError:
             buffered = b""  # shut down by a cancel: the reader reports it
-        body = reader.Body(
+        return reader.Body(
             sock=sock,
+            buffered=buffered or b"",
             framing=framing,
             gzip=encoding == "gzip",
             on_data=on_data,
@@ -298,7 +303,6 @@ class ResponseStream:
             request_id=self.request_id,
             cancelled=lambda: self.cancelled,
         )
-        return body, buffered or b""
 
     def mark_complete(self) -> None:
         """The caller saw the stream's terminator: the connection may go back to the pool."""
