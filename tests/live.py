@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -65,40 +66,43 @@ def daphne_process(
     does (``canvas.daphne_server``).
 
     Yields the base URL and the process; stops the server on exit. ``log``: a file that gets
-    the server's stderr (its log), for tests that read it.
+    the server's stderr (its log), for tests that read it; without one the log goes to a
+    temporary file. (Never a pipe: nobody reads it while the server runs, and once ~64 KB of
+    warnings filled it, the server blocked in its next log write and answered nothing more.)
     """
-    log_file = log.open("wb") if log is not None else None
-    port = free_port()
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter
-        [
-            sys.executable,
-            "-m",
-            "canvas.daphne_server",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "canvas.asgi:application",
-        ],
-        cwd=BASE_DIR,
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=log_file or subprocess.PIPE,
-    )
-    try:
-        wait_for_port(port, process=process)
-        yield f"http://127.0.0.1:{port}", process
-    finally:
-        process.terminate()
+    with log.open("w+b") if log is not None else tempfile.TemporaryFile() as log_file:
+        port = free_port()
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter
+            [
+                sys.executable,
+                "-m",
+                "canvas.daphne_server",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "canvas.asgi:application",
+            ],
+            cwd=BASE_DIR,
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
-        if log_file is not None:
-            log_file.close()
+            try:
+                wait_for_port(port, process=process)
+            except RuntimeError as exc:  # it exited: say why
+                log_file.seek(0)
+                tail = log_file.read()[-2000:].decode(errors="replace")
+                raise RuntimeError(f"{exc}; its log ends:\n{tail}") from None
+            yield f"http://127.0.0.1:{port}", process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 @contextlib.contextmanager

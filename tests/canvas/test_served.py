@@ -70,3 +70,15 @@ def test_unknown_host_is_refused(production_server):
         f"{production_server}/api/", headers={"Host": "evil.example"}, timeout=10
     )
     assert response.status_code == 400
+
+
+def test_the_server_keeps_answering_after_more_log_than_a_pipe_holds(production_server):
+    # Each 404 logs a warning with its path: 60 of these write ~240 KB to the server's log,
+    # several times what a pipe holds. tests/live.py once gave the server a pipe nobody read,
+    # and the server blocked in a log write after ~845 small 404s (the bench's too).
+    long_path = "/api/" + "x" * 4000 + "/"
+    with requests.Session() as session:
+        for _ in range(60):
+            assert session.get(production_server + long_path, timeout=10).status_code == 404
+
+        assert session.get(f"{production_server}/api/", timeout=10).status_code == 401
