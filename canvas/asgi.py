@@ -5,10 +5,15 @@ The Django app is built first (it sets up the app registry), then the WebSocket 
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "canvas.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application does first
+
+# Django's ASGI handler, serving a request's sync work in one reused thread (canvas/handlers.py).
+from canvas.handlers import CanvasASGIHandler  # noqa: E402
+
+django_asgi_app = CanvasASGIHandler()
 
 # Daphne runs no system checks: refuse to serve with a CRYPTOGRAPHY_KEY that cannot read the
 # stored API keys, rather than fail later on a user's run (integrations/checks.py).
