@@ -26,6 +26,7 @@ import functools
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.utils import timezone
@@ -117,7 +118,16 @@ BUILTIN_TYPES = frozenset({"ping", "subscribe", "unsubscribe"})
 def timestamp(moment) -> str:
     """A time as REST writes it (DRF's ``DateTimeField``: ISO 8601, ``Z`` for UTC), so a
     socket message's ``ts`` and the API's times read the same."""
+    if type(moment) is datetime and moment.tzinfo is UTC and _zone_is_utc():
+        # What the field writes for a UTC time in a UTC zone, at a third of its cost (an
+        # event's time is timezone.now(); a 200-node run publishes ~400 of them).
+        return moment.isoformat()[:-6] + "Z"
     return _timestamp_field().to_representation(moment)
+
+
+@functools.cache
+def _zone_is_utc() -> bool:
+    return timezone.get_default_timezone_name() == "UTC"
 
 
 @functools.cache
