@@ -6,16 +6,16 @@ import uuid
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.db.models import Max, OuterRef, Subquery
+from django.db.models import Max
 
 from canvas.core import events, realtime
-from canvas.core.exceptions import ApplicationError, NotFoundError
+from canvas.core.exceptions import ApplicationError
 from canvas.core.replays import CachedLog, ReplayCache
 from graphs.registry import UnknownNodeType
 from workflows.events import STORED_FIELDS, stored_messages
-from workflows.models import TERMINAL_STATUSES, Execution, ExecutionEvent
+from workflows.models import TERMINAL_STATUSES, ExecutionEvent
 from workflows.nodes.base import node_class
-from workflows.selectors import EVENTS_PAGE_SIZE, execution_node_statuses
+from workflows.selectors import EVENTS_PAGE_SIZE, execution_snapshot_for_user
 from workflows.services import execution_cancel_for_user
 
 FINAL_EVENTS = events.EXECUTION_FINAL_EVENTS
@@ -61,29 +61,21 @@ class ExecutionTopic(realtime.Topic):
 
     def open(self, *, user, object_id: uuid.UUID, after: int | None) -> realtime.Opened:
         # The group was joined before this read, so anything committed from now on also
-        # arrives live. One statement checks ownership and reads the status and last_seq
-        # together, so the snapshot is at least as new as last_seq; and a run's terminal
-        # status commits with its final event (the recorder's last flush, a queued run's
-        # cancel, execution_fail_owned), so a terminal status read here comes with a last_seq
-        # that includes the final event.
-        row = (
-            Execution.objects.filter(owner=user, pk=object_id)
-            .annotate(last_seq=Subquery(self._last_seq_query(OuterRef("pk"))))
-            .values_list("status", "last_seq")
-            .first()
-        )
-        if row is None:
-            raise NotFoundError("Execution not found.")
-        status, last_seq = row[0], row[1] or 0
-        finished = status in TERMINAL_STATUSES
+        # arrives live. One statement checks ownership and reads the status, the node statuses
+        # and last_seq together, so the snapshot is of one moment; and a run's terminal status
+        # commits with its final event (the recorder's last flush, a queued run's cancel,
+        # execution_fail_owned), so a terminal status read here comes with a last_seq that
+        # includes the final event.
         cached = replay_cache.get(object_id)
-        if finished and cached is not None and cached.final:
-            return self._opened_from(cached, after)
-        snapshot = {
-            "status": status,
-            "nodes": execution_node_statuses(execution_id=object_id),
-            "last_seq": last_seq,
-        }
+        if cached is not None and cached.final:
+            # A finished run's log and snapshot are kept: only ownership is read (and the
+            # status, which a final log's run keeps).
+            head = execution_snapshot_for_user(user=user, execution_id=object_id, with_nodes=False)
+            if head["status"] in TERMINAL_STATUSES:
+                return self._opened_from(cached, after)
+        snapshot = execution_snapshot_for_user(user=user, execution_id=object_id)
+        status, last_seq = snapshot["status"], snapshot["last_seq"]
+        finished = status in TERMINAL_STATUSES
         if after is None:
             # Nothing more will come after a terminal status: its last_seq is the final event's.
             return realtime.Opened(snapshot=snapshot, last_seq=last_seq, final=finished)
@@ -144,14 +136,6 @@ class ExecutionTopic(realtime.Topic):
             if len(page) < EVENTS_PAGE_SIZE:
                 return replay
             cursor = page[-1]["seq"]
-
-    @staticmethod
-    def _last_seq_query(execution_id):
-        return (
-            ExecutionEvent.objects.filter(execution_id=execution_id)
-            .order_by("-seq")
-            .values("seq")[:1]
-        )
 
     def last_seqs(self, object_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
         tails: dict[uuid.UUID, int] = {}

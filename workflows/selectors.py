@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
+from typing import Any
 
+from django.db import connection
 from django.db.models import F, Prefetch, QuerySet
 
 from canvas.core.exceptions import NotFoundError
@@ -50,11 +53,66 @@ def execution_events(*, execution: Execution, after: int = 0) -> QuerySet[Execut
     return ExecutionEvent.objects.filter(execution=execution, seq__gt=after)
 
 
-def execution_node_statuses(*, execution_id: uuid.UUID) -> dict[str, str]:
-    """``{node id: status}`` of the nodes that have a run (the realtime snapshot)."""
-    return {
-        str(node_id): status
-        for node_id, status in NodeRun.objects.filter(execution_id=execution_id).values_list(
-            "node_id", "status"
+def execution_snapshot_for_user(
+    *, user, execution_id: uuid.UUID, with_nodes: bool = True
+) -> dict[str, Any]:
+    """The realtime snapshot of the user's run, ``{"status", "nodes", "last_seq"}`` (without
+    ``nodes`` when not ``with_nodes``), read in one statement: the status, the node statuses
+    and the highest stored ``seq`` of one moment. ``NotFoundError`` when the run is missing
+    or not the user's.
+
+    Hand-written SQL (identifiers from the models, values as parameters, the node ids through
+    the ORM's converters): every subscribe to a run reads this, and the ORM took ~0.4 ms to
+    build the statement it then ran in ~0.03 ms (measured on SQLite).
+    """
+    node_id = NodeRun._meta.get_field("node_id").get_col(NodeRun._meta.db_table)
+    converters = connection.ops.get_db_converters(node_id) + node_id.get_db_converters(connection)
+    params = [user.pk, Execution._meta.pk.get_db_prep_value(execution_id, connection)]
+    with connection.cursor() as cursor:
+        cursor.execute(_snapshot_sql(connection.vendor, with_nodes), params)
+        rows = cursor.fetchall()
+    if not rows:
+        raise NotFoundError("Execution not found.")
+    status, last_seq = rows[0][0], rows[0][1] or 0
+    if not with_nodes:
+        return {"status": status, "last_seq": last_seq}
+    nodes = {}
+    for row in rows:
+        if (value := row[2]) is None:
+            continue  # the LEFT JOIN's row of a run without node runs
+        for convert in converters:
+            value = convert(value, node_id, connection)
+        nodes[str(value)] = row[3]
+    return {"status": status, "nodes": nodes, "last_seq": last_seq}
+
+
+@functools.cache
+def _snapshot_sql(vendor: str, with_nodes: bool) -> str:
+    # ``vendor`` keys the cache: the quoting is the backend's.
+    qn = connection.ops.quote_name
+    execution, event, node_run = Execution._meta, ExecutionEvent._meta, NodeRun._meta
+    executions, events, node_runs = (qn(m.db_table) for m in (execution, event, node_run))
+
+    def column(meta, table: str, name: str) -> str:
+        return f"{table}.{qn(meta.get_field(name).column)}"
+
+    execution_pk = column(execution, executions, "id")
+    seq = column(event, events, "seq")
+    last_seq = (
+        f"SELECT {seq} FROM {events} "  # noqa: S608
+        f"WHERE {column(event, events, 'execution')} = {execution_pk} ORDER BY {seq} DESC LIMIT 1"
+    )
+    select = f"{column(execution, executions, 'status')}, ({last_seq})"
+    joined = ""
+    if with_nodes:
+        select += (
+            f", {column(node_run, node_runs, 'node_id')}, {column(node_run, node_runs, 'status')}"
         )
-    }
+        joined = (
+            f" LEFT OUTER JOIN {node_runs} "
+            f"ON {column(node_run, node_runs, 'execution')} = {execution_pk}"
+        )
+    return (
+        f"SELECT {select} FROM {executions}{joined} "  # noqa: S608
+        f"WHERE {column(execution, executions, 'owner')} = %s AND {execution_pk} = %s"
+    )

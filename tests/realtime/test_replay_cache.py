@@ -4,14 +4,16 @@ import uuid
 
 import pytest
 from channels.db import database_sync_to_async
+from django.utils import timezone
 
 from canvas.core.exceptions import NotFoundError
 from canvas.core.replays import ReplayCache
 from tests.fakes.base import Behaviour
 from tests.realtime.test_execution_topic import llm_graph, ollama, socket_for  # noqa: F401
 from tests.workflows.conftest import build_graph, run_graph, wait_for
-from workflows.models import ExecutionEvent
+from workflows.models import Execution, ExecutionEvent
 from workflows.realtime import ExecutionTopic, replay_cache
+from workflows.selectors import execution_snapshot_for_user
 from workflows.services import execution_create
 
 FINAL = {"execution.completed", "execution.failed", "execution.cancelled"}
@@ -88,6 +90,49 @@ def text_graph(user):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_snapshot_is_the_runs_rows_in_one_statement(
+    user, other_user, django_assert_num_queries
+):
+    execution = run_graph(text_graph(user))
+    runs = dict(execution.node_runs.values_list("node_id", "status"))
+    last_seq = execution.events.order_by("-seq").values_list("seq", flat=True)[0]
+
+    with django_assert_num_queries(1):
+        snapshot = execution_snapshot_for_user(user=user, execution_id=execution.id)
+
+    assert snapshot == {
+        "status": "succeeded",
+        "nodes": {str(node_id): status for node_id, status in runs.items()},
+        "last_seq": last_seq,
+    }
+    assert list(snapshot) == ["status", "nodes", "last_seq"]  # the frame's key order
+    assert execution_snapshot_for_user(user=user, execution_id=execution.id, with_nodes=False) == {
+        "status": "succeeded",
+        "last_seq": last_seq,
+    }
+    for who, execution_id in ((other_user, execution.id), (user, uuid.uuid4())):
+        for with_nodes in (True, False):
+            with pytest.raises(NotFoundError):
+                execution_snapshot_for_user(
+                    user=who, execution_id=execution_id, with_nodes=with_nodes
+                )
+
+
+@pytest.mark.django_db
+def test_the_snapshot_of_a_run_without_node_runs_or_events(user):
+    graph = text_graph(user)
+    execution = Execution.objects.create(
+        owner=user, graph=graph, graph_version=graph.version, snapshot={}, queued_at=timezone.now()
+    )
+
+    assert execution_snapshot_for_user(user=user, execution_id=execution.id) == {
+        "status": "queued",
+        "nodes": {},
+        "last_seq": 0,
+    }
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_finished_runs_subscribe_reads_one_row_once_cached(user, django_assert_num_queries):
     execution = run_graph(text_graph(user))
     topic = ExecutionTopic()
@@ -120,8 +165,8 @@ def test_a_run_over_the_bound_is_read_from_after_as_without_the_cache(
     assert replay_cache.get(execution.id) is None
     assert replay_cache.oversized(execution.id)
 
-    # Then: the status statement, the node statuses, the events after 2 (not from 1 again).
-    with django_assert_num_queries(3) as captured:
+    # Then: the snapshot statement, the events after 2 (not from 1 again).
+    with django_assert_num_queries(2) as captured:
         again = topic.open(user=user, object_id=execution.id, after=2)
 
     assert again == uncached
