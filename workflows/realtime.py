@@ -12,10 +12,14 @@ from canvas.core import events, realtime
 from canvas.core.exceptions import ApplicationError
 from canvas.core.replays import CachedLog, ReplayCache
 from graphs.registry import UnknownNodeType
-from workflows.events import STORED_FIELDS, stored_messages
+from workflows.events import stored_messages
 from workflows.models import TERMINAL_STATUSES, ExecutionEvent
 from workflows.nodes.base import node_class
-from workflows.selectors import EVENTS_PAGE_SIZE, execution_snapshot_for_user
+from workflows.selectors import (
+    EVENTS_PAGE_SIZE,
+    execution_events_after,
+    execution_snapshot_for_user,
+)
 from workflows.services import execution_cancel_for_user
 
 FINAL_EVENTS = events.EXECUTION_FINAL_EVENTS
@@ -153,11 +157,7 @@ class ExecutionTopic(realtime.Topic):
     def events_after(
         self, *, object_id: uuid.UUID, after: int, limit: int = EVENTS_PAGE_SIZE
     ) -> list[dict[str, Any]]:
-        rows = (
-            ExecutionEvent.objects.filter(execution_id=object_id, seq__gt=after)
-            .order_by("seq")
-            .values_list(*STORED_FIELDS)[:limit]
-        )
+        rows = execution_events_after(execution_id=object_id, after=after, limit=limit)
         return stored_messages(object_id, rows)
 
 

@@ -11,6 +11,7 @@ from django.db.models import F, Prefetch, QuerySet
 
 from canvas.core.exceptions import NotFoundError
 from canvas.core.ids import parse_id
+from workflows.events import STORED_FIELDS
 from workflows.models import Execution, ExecutionEvent, NodeRun
 
 EVENTS_PAGE_SIZE = 1000
@@ -65,8 +66,7 @@ def execution_snapshot_for_user(
     the ORM's converters): every subscribe to a run reads this, and the ORM took ~0.4 ms to
     build the statement it then ran in ~0.03 ms (measured on SQLite).
     """
-    node_id = NodeRun._meta.get_field("node_id").get_col(NodeRun._meta.db_table)
-    converters = connection.ops.get_db_converters(node_id) + node_id.get_db_converters(connection)
+    ((node_id, converters),) = _columns(NodeRun, ("node_id",))
     params = [user.pk, Execution._meta.pk.get_db_prep_value(execution_id, connection)]
     with connection.cursor() as cursor:
         cursor.execute(_snapshot_sql(connection.vendor, with_nodes), params)
@@ -115,4 +115,60 @@ def _snapshot_sql(vendor: str, with_nodes: bool) -> str:
     return (
         f"SELECT {select} FROM {executions}{joined} "  # noqa: S608
         f"WHERE {column(execution, executions, 'owner')} = %s AND {execution_pk} = %s"
+    )
+
+
+def execution_events_after(
+    *, execution_id: uuid.UUID, after: int, limit: int = EVENTS_PAGE_SIZE
+) -> list[tuple[int, str, Any, Any]]:
+    """The ``STORED_FIELDS`` (``seq, event, data, ts``) of the run's stored events with
+    ``seq > after``, oldest first, at most ``limit``: what ``values_list(*STORED_FIELDS)``
+    answers.
+
+    Hand-written SQL, the values through the ORM's converters: every subscribe that replays
+    and every backfill reads this, and the ORM took ~0.2 ms to build the statement.
+    """
+    columns = _columns(ExecutionEvent, STORED_FIELDS)
+    params = [
+        ExecutionEvent._meta.get_field("execution").get_db_prep_value(execution_id, connection),
+        after,
+        limit,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_events_after_sql(connection.vendor), params)
+        raw_rows = cursor.fetchall()
+    rows = []
+    for raw in raw_rows:
+        row = []
+        for (col, converters), value in zip(columns, raw, strict=True):
+            for convert in converters:
+                value = convert(value, col, connection)
+            row.append(value)
+        rows.append(tuple(row))
+    return rows
+
+
+def _columns(model, names: tuple[str, ...]) -> list[tuple[Any, list]]:
+    """Each field's column expression and the converters the ORM applies to its values."""
+    meta = model._meta
+    columns = []
+    for name in names:
+        col = meta.get_field(name).get_col(meta.db_table)
+        columns.append(
+            (col, connection.ops.get_db_converters(col) + col.get_db_converters(connection))
+        )
+    return columns
+
+
+@functools.cache
+def _events_after_sql(vendor: str) -> str:
+    # ``vendor`` keys the cache: the quoting is the backend's.
+    qn = connection.ops.quote_name
+    meta = ExecutionEvent._meta
+    table = qn(meta.db_table)
+    select = ", ".join(f"{table}.{qn(meta.get_field(name).column)}" for name in STORED_FIELDS)
+    seq, execution = (f"{table}.{qn(meta.get_field(name).column)}" for name in ("seq", "execution"))
+    return (
+        f"SELECT {select} FROM {table} "  # noqa: S608
+        f"WHERE {execution} = %s AND {seq} > %s ORDER BY {seq} LIMIT %s"
     )

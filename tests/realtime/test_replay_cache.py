@@ -11,9 +11,10 @@ from canvas.core.replays import ReplayCache
 from tests.fakes.base import Behaviour
 from tests.realtime.test_execution_topic import llm_graph, ollama, socket_for  # noqa: F401
 from tests.workflows.conftest import build_graph, run_graph, wait_for
+from workflows.events import STORED_FIELDS
 from workflows.models import Execution, ExecutionEvent
 from workflows.realtime import ExecutionTopic, replay_cache
-from workflows.selectors import execution_snapshot_for_user
+from workflows.selectors import execution_events_after, execution_snapshot_for_user
 from workflows.services import execution_create
 
 FINAL = {"execution.completed", "execution.failed", "execution.cancelled"}
@@ -116,6 +117,18 @@ def test_the_snapshot_is_the_runs_rows_in_one_statement(
                 execution_snapshot_for_user(
                     user=who, execution_id=execution_id, with_nodes=with_nodes
                 )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_events_read_is_the_orms(user):
+    execution = run_graph(text_graph(user))
+    orm = list(execution.events.order_by("seq").values_list(*STORED_FIELDS))
+
+    assert execution_events_after(execution_id=execution.id, after=0) == orm
+    assert execution_events_after(execution_id=execution.id, after=2, limit=2) == orm[2:4]
+    assert execution_events_after(execution_id=execution.id, after=len(orm)) == []
+    assert execution_events_after(execution_id=uuid.uuid4(), after=0) == []
+    assert all(ts.tzinfo is not None and isinstance(data, dict) for _, _, data, ts in orm)
 
 
 @pytest.mark.django_db
