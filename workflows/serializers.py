@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from canvas.core.fields import DetailLinkField
+from canvas.core.serializers import FieldsBuiltOnceMixin
 from graphs.serializers import check_json
 from workflows.models import Execution, ExecutionEvent, ExecutionStatus, NodeRun
 
@@ -61,7 +62,8 @@ class NodeRunSerializer(serializers.ModelSerializer):
         return labels.get(str(run.node_id), "")
 
 
-class ExecutionSummarySerializer(serializers.ModelSerializer):
+class ExecutionSummarySerializer(FieldsBuiltOnceMixin, serializers.ModelSerializer):
+    # The POST's 202 body and a run's GET read one run each: fields built once per class.
     class Meta:
         model = Execution
         fields = [
