@@ -260,7 +260,8 @@ REST_FRAMEWORK = {
     # "WWW-Authenticate: Token" (DRF takes the header from the first class; with session
     # first it is a 403). The browsable API's session login works the same either way.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # DRF's, with its lookup in one plain statement (canvas.core.authentication).
+        "canvas.core.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
