@@ -6,10 +6,11 @@ import uuid
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 
 from canvas.core.exceptions import ApplicationError, NotFoundError
 from canvas.core.ids import parse_id
+from canvas.core.modelrows import ModelRows, prepared
 from graphs.models import Edge, Graph, Node
 
 
@@ -21,13 +22,41 @@ def graph_get_for_user(*, user, graph_id: Any, lock: bool = False) -> Graph:
     """The user's graph, or ``NotFoundError``. ``lock`` takes the row lock (call inside a
     transaction): writers of one graph then run one at a time, so validation sees what it
     writes over."""
+    pk = parse_id(graph_id, what="graph")
+    if not lock and isinstance(user, Model):
+        # Every graph request and run start reads it: one plain statement (canvas.core.modelrows).
+        graph = _graph_of_owner(pk, user.pk)
+        if graph is None:
+            raise NotFoundError("No such graph.")
+        return graph
     queryset = Graph.objects.filter(owner=user)
     if lock:
         queryset = queryset.select_for_update()
     try:
-        return queryset.get(pk=parse_id(graph_id, what="graph"))
+        return queryset.get(pk=pk)
     except Graph.DoesNotExist:
         raise NotFoundError("No such graph.") from None
+
+
+_graphs = ModelRows(Graph)
+
+
+def _graph_statement(connection):
+    sql = (
+        f"SELECT {_graphs.columns(connection)} FROM {_graphs.table(connection)} "  # noqa: S608
+        f"WHERE {_graphs.column(connection, 'id')} = %s "
+        f"AND {_graphs.column(connection, 'owner')} = %s"
+    )
+    return sql, _graphs.converters(connection)
+
+
+def _graph_of_owner(pk: uuid.UUID, owner_id: Any) -> Graph | None:
+    connection, (sql, converters) = prepared(_graph_statement)
+    params = [_graphs.param(connection, "id", pk), _graphs.param(connection, "owner", owner_id)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else _graphs.instance(connection, converters, row)
 
 
 def graph_get_by_reference(*, reference: str, owner_username: str | None = None) -> Graph:
