@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Model, QuerySet
 
 from canvas.core.exceptions import ApplicationError, NotFoundError
@@ -153,7 +153,9 @@ class _VersionedRows:
     def __init__(self, model, names: tuple[str, ...]):
         self.model, self.names = model, names
 
-    def fetch(self, graph: Graph) -> tuple[list[dict[str, Any]], set[int]]:
+    def _statement(self, connection) -> tuple[str, list[tuple[str, list, Any]]]:
+        # Once per connection (canvas.core.modelrows.prepared): the SQL, and the converters
+        # of the columns that have any.
         qn = connection.ops.quote_name
         meta, graph_meta = self.model._meta, Graph._meta
         table, graph_table = qn(meta.db_table), qn(graph_meta.db_table)
@@ -167,17 +169,23 @@ class _VersionedRows:
             f"ON {graph_table}.{qn(graph_meta.pk.column)} = {graph_id} "
             f"WHERE {graph_id} = %s ORDER BY {table}.{created}, {table}.{pk}"
         )
-        converters = [
-            connection.ops.get_db_converters(col) + col.get_db_converters(connection)
-            for col in columns
-        ]
+        converters = []
+        for name, col in zip(self.names, columns, strict=True):
+            convs = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+            if convs:
+                converters.append((name, convs, col))
+        return sql, converters
+
+    def fetch(self, graph: Graph) -> tuple[list[dict[str, Any]], set[int]]:
+        connection, (sql, converters) = prepared(self._statement)
         with connection.cursor() as cursor:
-            cursor.execute(sql, [graph_meta.pk.get_db_prep_value(graph.pk, connection)])
+            cursor.execute(sql, [Graph._meta.pk.get_db_prep_value(graph.pk, connection)])
             raw_rows = cursor.fetchall()
-        rows, versions = [], set()
+        names, rows, versions = self.names, [], set()
         for raw in raw_rows:
-            row = {}
-            for name, col, convs, value in zip(self.names, columns, converters, raw, strict=False):
+            row = dict(zip(names, raw, strict=False))
+            for name, convs, col in converters:
+                value = row[name]
                 for convert in convs:
                     value = convert(value, col, connection)
                 row[name] = value
