@@ -154,7 +154,7 @@ class _VersionedRows:
         self.model, self.names = model, names
 
     def _statement(self, connection) -> tuple[str, list[tuple[str, list, Any]]]:
-        # Once per connection (canvas.core.modelrows.prepared): the SQL, and the converters
+        # Once per database (canvas.core.modelrows.prepared): the SQL, and the converters
         # of the columns that have any.
         qn = connection.ops.quote_name
         meta, graph_meta = self.model._meta, Graph._meta

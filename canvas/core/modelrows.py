@@ -3,33 +3,32 @@
 Compiling a queryset costs ≈0.2 ms a query (measured: ``Graph.objects.filter(owner=user)
 .get(pk=...)`` 243 µs CPU against 30 µs for the same statement, row and instance here), more
 than the database's work for one row; the token lookup and the graph read of every run's POST
-paid it. The statement here is written once per connection from the model's columns (a
+paid it. The statement here is written once per process from the model's columns (a
 migration changes it with the model), and each value passes through the converters the ORM
 would apply, so every backend gives the instance ``QuerySet.get`` gives.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model
 
-# Per connection (each thread has its own; the converters are its own bound methods).
-_memo: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# By (builder, database alias). Not by connection: under ASGI each request's context gets a
+# connection object of its own. A statement and its converters depend on the backend and the
+# settings only (a converter is given the connection it converts for).
+_memo: dict[tuple[Callable, str], Any] = {}
 
 
 def prepared(builder: Callable[[Any], Any], *, using: str = DEFAULT_DB_ALIAS) -> tuple[Any, Any]:
-    """``(connection, builder(connection))``, ``builder`` called once per connection."""
+    """``(connection, builder(connection))``, ``builder`` called once per database alias."""
     connection = connections[using]
-    memo = _memo.get(connection)
-    if memo is None:
-        memo = _memo[connection] = {}
-    value = memo.get(builder)
+    key = (builder, using)
+    value = _memo.get(key)
     if value is None:
-        value = memo[builder] = builder(connection)
+        value = _memo[key] = builder(connection)
     return connection, value
 
 
