@@ -13,8 +13,9 @@ asgiref 3.13, measured here):
 A trivial token-authenticated GET took ~3 ms of the server's CPU, over half of it in
 ``asyncio``, ``asgiref`` and ``threading``. This handler runs the same request the way
 Django's ``WSGIHandler`` does, in one thread: the ``request_started`` signal, the request,
-the middleware chain loaded in sync mode and the view, in one call; ``response.close()`` in
-a second, on the same thread. The thread is one of a small set of single-thread executors
+the middleware chain loaded in sync mode, the view and ``response.close()``
+(``request_finished``) in one call; a streaming response is closed after it was sent, in a
+second call on the same thread. The thread is one of a small set of single-thread executors
 kept for reuse (asgiref's ``ThreadSensitiveContext(executor=...)``), so each request still
 runs its sync code, and its database connection, on one thread of its own at a time, and
 concurrent requests still run side by side.
