@@ -10,7 +10,7 @@ from django.db.models import Model, QuerySet
 
 from canvas.core.exceptions import ApplicationError, NotFoundError
 from canvas.core.ids import parse_id
-from canvas.core.modelrows import ModelRows, prepared
+from canvas.core.modelrows import ModelRows, column_converters, prepared
 from graphs.models import Edge, Graph, Node
 
 
@@ -159,8 +159,8 @@ class _VersionedRows:
         qn = connection.ops.quote_name
         meta, graph_meta = self.model._meta, Graph._meta
         table, graph_table = qn(meta.db_table), qn(graph_meta.db_table)
-        columns = [meta.get_field(name).get_col(meta.db_table) for name in self.names]
-        select = ", ".join(f"{table}.{qn(col.target.column)}" for col in columns)
+        columns = column_converters(connection, self.model, self.names)
+        select = ", ".join(f"{table}.{qn(col.target.column)}" for col, _ in columns)
         graph_id = f"{table}.{qn(meta.get_field('graph').column)}"
         created, pk = (qn(meta.get_field(name).column) for name in ("created_at", "id"))
         sql = (
@@ -169,11 +169,11 @@ class _VersionedRows:
             f"ON {graph_table}.{qn(graph_meta.pk.column)} = {graph_id} "
             f"WHERE {graph_id} = %s ORDER BY {table}.{created}, {table}.{pk}"
         )
-        converters = []
-        for name, col in zip(self.names, columns, strict=True):
-            convs = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
-            if convs:
-                converters.append((name, convs, col))
+        converters = [
+            (name, convs, col)
+            for name, (col, convs) in zip(self.names, columns, strict=True)
+            if convs
+        ]
         return sql, converters
 
     def fetch(self, graph: Graph) -> tuple[list[dict[str, Any]], set[int]]:

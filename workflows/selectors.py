@@ -11,6 +11,7 @@ from django.db.models import F, Prefetch, QuerySet
 
 from canvas.core.exceptions import NotFoundError
 from canvas.core.ids import parse_id
+from canvas.core.modelrows import column_converters, prepared
 from workflows.events import STORED_FIELDS
 from workflows.models import Execution, ExecutionEvent, NodeRun
 
@@ -66,7 +67,7 @@ def execution_snapshot_for_user(
     the ORM's converters): every subscribe to a run reads this, and the ORM took ~0.4 ms to
     build the statement it then ran in ~0.03 ms (measured on SQLite).
     """
-    ((node_id, converters),) = _columns(NodeRun, ("node_id",))
+    _, ((node_id, converters),) = prepared(_node_id_column)
     params = [user.pk, Execution._meta.pk.get_db_prep_value(execution_id, connection)]
     with connection.cursor() as cursor:
         cursor.execute(_snapshot_sql(connection.vendor, with_nodes), params)
@@ -128,7 +129,7 @@ def execution_events_after(
     Hand-written SQL, the values through the ORM's converters: every subscribe that replays
     and every backfill reads this, and the ORM took ~0.2 ms to build the statement.
     """
-    columns = _columns(ExecutionEvent, STORED_FIELDS)
+    _, columns = prepared(_stored_columns)
     params = [
         ExecutionEvent._meta.get_field("execution").get_db_prep_value(execution_id, connection),
         after,
@@ -148,16 +149,12 @@ def execution_events_after(
     return rows
 
 
-def _columns(model, names: tuple[str, ...]) -> list[tuple[Any, list]]:
-    """Each field's column expression and the converters the ORM applies to its values."""
-    meta = model._meta
-    columns = []
-    for name in names:
-        col = meta.get_field(name).get_col(meta.db_table)
-        columns.append(
-            (col, connection.ops.get_db_converters(col) + col.get_db_converters(connection))
-        )
-    return columns
+def _node_id_column(connection) -> list[tuple[Any, list]]:
+    return column_converters(connection, NodeRun, ("node_id",))
+
+
+def _stored_columns(connection) -> list[tuple[Any, list]]:
+    return column_converters(connection, ExecutionEvent, STORED_FIELDS)
 
 
 @functools.cache

@@ -32,6 +32,24 @@ def prepared(builder: Callable[[Any], Any], *, using: str = DEFAULT_DB_ALIAS) ->
     return connection, value
 
 
+def column_converters(
+    connection, model: type[Model], names: Sequence[str]
+) -> list[tuple[Any, list]]:
+    """``(column, converters)`` of each field in ``names``: its column expression and the
+    converters the ORM applies to its values read through ``connection``."""
+    table = model._meta.db_table
+    found = []
+    for name in names:
+        column = model._meta.get_field(name).get_col(table)
+        found.append(
+            (
+                column,
+                connection.ops.get_db_converters(column) + column.get_db_converters(connection),
+            )
+        )
+    return found
+
+
 class ModelRows:
     """One model's concrete columns in a ``SELECT``, and its instances from a row's values."""
 
@@ -54,14 +72,14 @@ class ModelRows:
 
     def converters(self, connection) -> list[tuple[int, list, Any]]:
         """``(index, converters, column)`` for the columns that have any, as the ORM's."""
-        found = []
-        table = self.model._meta.db_table
-        for index, field in enumerate(self.fields):
-            column = field.get_col(table)
-            convs = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
-            if convs:
-                found.append((index, convs, column))
-        return found
+        names = [field.name for field in self.fields]
+        return [
+            (index, convs, column)
+            for index, (column, convs) in enumerate(
+                column_converters(connection, self.model, names)
+            )
+            if convs
+        ]
 
     def instance(
         self, connection, converters: Sequence[tuple[int, list, Any]], values: Sequence[Any]
