@@ -74,9 +74,16 @@ class CancellableHTTPAdapter(PinnedHTTPAdapter):
     another thread is what ends the wait at once.
     """
 
-    def __init__(self, registry: weakref.WeakSet, lock: threading.Lock, **kwargs):
+    def __init__(
+        self,
+        registry: weakref.WeakSet,
+        lock: threading.Lock,
+        cancelled: threading.Event | None = None,
+        **kwargs,
+    ):
         self._registry = registry
         self._registry_lock = lock
+        self._cancelled = cancelled
         self._tracked_classes: dict[type, type] = {}
         super().__init__(**kwargs)
 
@@ -86,17 +93,25 @@ class CancellableHTTPAdapter(PinnedHTTPAdapter):
         if not getattr(base, "_canvas_tracked", False):
             tracked = self._tracked_classes.get(base)
             if tracked is None:
-                registry, lock = self._registry, self._registry_lock
+                registry, lock, cancelled = self._registry, self._registry_lock, self._cancelled
 
                 def __init__(conn, *args, **kwargs):  # noqa: N807
                     base.__init__(conn, *args, **kwargs)
                     with lock:
                         registry.add(conn)
 
+                def connect(conn):
+                    base.connect(conn)
+                    if cancelled is not None and cancelled.is_set():
+                        # Cancelled while this connection was being made: cancel() found no
+                        # socket to shut down, and the request would wait on this one.
+                        with contextlib.suppress(OSError):
+                            conn.sock.shutdown(socket.SHUT_RDWR)
+
                 tracked = type(
                     f"Tracked{base.__name__}",
                     (base,),
-                    {"__init__": __init__, "_canvas_tracked": True},
+                    {"__init__": __init__, "connect": connect, "_canvas_tracked": True},
                 )
                 self._tracked_classes[base] = tracked
             pool.ConnectionCls = tracked
@@ -219,7 +234,9 @@ class ApiAdapter:
         self.session = requests.Session()
         if headers:
             self.session.headers.update(headers)
-        transport = CancellableHTTPAdapter(self._connections, self._connections_lock)
+        transport = CancellableHTTPAdapter(
+            self._connections, self._connections_lock, self._cancelled
+        )
         self.session.mount("http://", transport)
         self.session.mount("https://", transport)
         if guard is not None:

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+import urllib3
 
 from integrations.adapter import ApiAdapter
 from integrations.errors import (
@@ -233,6 +234,24 @@ def test_cancel_ends_a_request_waiting_for_its_response_headers(fake_ollama):
     assert fake_ollama.wait_for_idle(timeout=3)
     with pytest.raises(Cancelled):  # the adapter is done
         adapter.request("GET", "api/version")
+
+
+def test_cancel_while_the_connection_is_being_made_ends_the_request(fake_ollama, monkeypatch):
+    # The race CI once lost: cancel() ran after the connection object existed but before it
+    # had a socket, so it shut nothing down and the request waited for the slow answer.
+    fake_ollama.enqueue(Behaviour(delay=5))
+    adapter = ApiAdapter(provider="ollama", base_url=fake_ollama.url, read_timeout=60)
+    connect = urllib3.connection.HTTPConnection.connect
+
+    def cancel_then_connect(conn):
+        adapter.cancel()
+        connect(conn)
+
+    monkeypatch.setattr(urllib3.connection.HTTPConnection, "connect", cancel_then_connect)
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        adapter.request("GET", "api/version")
+    assert time.monotonic() - started < 1.0
 
 
 def test_cancel_ends_a_retry_wait(fake_ollama):
