@@ -110,6 +110,13 @@ async def test_bad_token_closes_with_4401():
     assert await closed_with(communicator) == 4401
 
 
+async def test_an_inactive_users_token_closes_with_4401(alice, token):
+    alice.is_active = False
+    await database_sync_to_async(alice.save)()
+    communicator = await connect(f"/ws/?token={token}")
+    assert await closed_with(communicator) == 4401
+
+
 async def test_foreign_origin_closes_with_4403(token):
     communicator = await connect(
         f"/ws/?token={token}", headers=[(b"origin", b"http://evil.example")]
