@@ -65,6 +65,21 @@ def test_api_answers_json_401_without_credentials(production_server):
     assert response.headers["Content-Type"].startswith("application/json")
 
 
+def test_a_form_body_is_left_to_the_application(production_server):
+    # Twisted parsed every form POST's body itself before Daphne passed it on, and answered
+    # a multipart body its email parser refused with a bare 400 of its own: no JSON, no
+    # detail. The body now reaches Django as it came (canvas/daphne_server.py).
+    response = requests.post(
+        f"{production_server}/api/graphs/",
+        data=b"not a multipart body",
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
+        timeout=10,
+    )
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"
+
+
 def test_unknown_host_is_refused(production_server):
     response = requests.get(
         f"{production_server}/api/", headers={"Host": "evil.example"}, timeout=10
