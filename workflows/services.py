@@ -29,6 +29,7 @@ from workflows.engine import notify_cancel
 from workflows.events import EventLog, event_record
 from workflows.executors import get_executor
 from workflows.models import ACTIVE_STATUSES, Execution, ExecutionStatus
+from workflows.rowwriter import DATETIME, JSON, PLAIN, UUID, insert_rows
 from workflows.selectors import execution_get_for_user
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,42 @@ def _document_validation(snapshot: dict[str, Any]) -> dict:
     return result
 
 
+# A new run's row, written as the engine writes its rows (workflows/rowwriter.py):
+# ``full_clean`` and ``Model.save`` spent ~0.4 ms preparing these values (~20 µs a datetime)
+# and compiling the statement, a tenth of the POST's CPU. Every value is the server's own.
+EXECUTION_COLUMNS = (
+    ("id", UUID),
+    ("created_at", DATETIME),
+    ("updated_at", DATETIME),
+    ("owner_id", PLAIN),
+    ("graph_id", UUID),
+    ("graph_version", PLAIN),
+    ("snapshot", JSON),
+    ("inputs", JSON),
+    ("outputs", JSON),
+    ("status", PLAIN),
+    ("error", PLAIN),
+    ("queued_at", DATETIME),
+    ("started_at", DATETIME),
+    ("finished_at", DATETIME),
+    ("heartbeat_at", DATETIME),
+    ("worker", PLAIN),
+    ("cancel_requested", PLAIN),
+)
+
+
+def _execution_insert(execution: Execution) -> None:
+    """INSERT ``execution`` (a new instance) as ``save(force_insert=True)`` would, without
+    the ORM's per-field preparation; the instance is then as a saved one."""
+    insert_rows(
+        Execution._meta.db_table,
+        EXECUTION_COLUMNS,
+        [tuple(getattr(execution, name) for name, _kind in EXECUTION_COLUMNS)],
+    )
+    execution._state.adding = False
+    execution._state.db = transaction.get_connection().alias
+
+
 def execution_create(
     *,
     user,
@@ -131,6 +168,7 @@ def execution_create(
     errors = _inputs_errors(snapshot=snapshot, inputs=inputs)
     if errors:
         raise ApplicationError("The inputs do not match the graph.", errors=errors)
+    now = timezone.now()
     with transaction.atomic():
         execution = Execution(
             owner=user,
@@ -139,13 +177,11 @@ def execution_create(
             snapshot=snapshot,
             inputs=inputs,
             status=ExecutionStatus.QUEUED,
-            queued_at=timezone.now(),
+            queued_at=now,
+            created_at=now,
+            updated_at=now,
         )
-        # owner and graph are resolved objects; checking them again would cost two queries.
-        execution.full_clean(
-            exclude=["owner", "graph", "snapshot", "inputs", "outputs"], validate_unique=False
-        )
-        execution.save(force_insert=True)
+        _execution_insert(execution)
         # The first event of a new run: seq 1, written like the engine writes its batches.
         log = EventLog(execution.id, last_seq=0)
         log.add(events.EXECUTION_QUEUED, {"status": ExecutionStatus.QUEUED})
