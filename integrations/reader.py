@@ -7,8 +7,9 @@ every system call, queued behind them and relayed tokens a second late (docs/ben
 (``ResponseStream.pump``) and sleeps until its end, and this module's one thread per process
 waits on every such socket at once (``selectors``) and does the per-chunk work:
 
-- the body's framing by ``h11`` (chunked, ``Content-Length`` or until close: the head was
-  already parsed by ``requests``, so ``h11`` is told only the framing headers),
+- the body's framing by ``httptools`` (llhttp, the C parser uvicorn uses: chunked,
+  ``Content-Length`` or until close; the head was already parsed by ``requests``, so the
+  parser is told only the framing headers),
 - ``gzip`` undone with ``zlib`` (a proxy or CDN may compress an event stream),
 - ``on_data(bytes)`` called with each piece, on this thread: the provider's parser, the token
   callbacks. They must not block (publishing a token only queues it).
@@ -37,7 +38,7 @@ import time
 import zlib
 from collections.abc import Callable
 
-import h11
+import httptools
 
 from .errors import Cancelled, StreamInterrupted
 
@@ -61,7 +62,7 @@ class Body:
         *,
         sock: socket.socket,
         buffered: bytes,
-        framing: h11.Connection,
+        framing: Framing,
         gzip: bool,
         on_data: OnData,
         on_end: OnEnd,
@@ -100,24 +101,35 @@ class Body:
 
     def feed(self, data: bytes) -> bool:
         """Frame and decode ``data`` (``b""``: the connection closed); True when finished."""
-        self.framing.receive_data(data)
-        while True:
+        framing = self.framing
+        malformed = None
+        if not data:
+            if not (framing.complete or framing.until_close):
+                raise self.interrupted("was cut")
+            framing.complete = True  # a body delimited by the close ends with it
+        elif not framing.complete:
             try:
-                event = self.framing.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise self.interrupted("was cut" if not data else "was malformed") from exc
-            if event is h11.NEED_DATA:
-                return False
-            if isinstance(event, h11.Data):
-                if self.on_data(self._decode(bytes(event.data))):
+                framing.parser.feed_data(data)
+            except httptools.HttpParserError as exc:
+                # What follows the body's end is not its business (the connection is dropped).
+                if not framing.complete:
+                    malformed = exc
+        pieces = framing.pieces
+        if pieces:
+            framing.pieces = []
+            # The pieces framed before a malformation count, as they arrived.
+            for piece in pieces:
+                if self.on_data(self._decode(piece)):
                     return True
-            elif isinstance(event, h11.EndOfMessage):
-                rest = self._flush()
-                if rest and self.on_data(rest):
-                    return True
-                self.on_end()
+        if malformed is not None:
+            raise self.interrupted("was malformed") from malformed
+        if framing.complete:
+            rest = self._flush()
+            if rest and self.on_data(rest):
                 return True
-            # h11.Response (the head we fed it) needs nothing.
+            self.on_end()
+            return True
+        return False
 
     def _decode(self, data: bytes) -> bytes:
         if self.decompressor is None:
@@ -150,23 +162,51 @@ def _deadline(read_timeout: float | None) -> float | None:
     return None if read_timeout is None else time.monotonic() + read_timeout
 
 
-def framing_for(*, method: str, version: int, headers) -> h11.Connection | None:
-    """An ``h11`` client connection positioned at the start of a response body whose head had
-    these framing headers; None when ``h11`` cannot frame it (the caller reads it itself)."""
-    framing = h11.Connection(our_role=h11.CLIENT)
-    framing.send(h11.Request(method=method, target="/", headers=[("Host", "provider")]))
-    framing.send(h11.EndOfMessage())
-    head = [b"HTTP/1.0 200 OK" if version == 10 else b"HTTP/1.1 200 OK"]
-    for name in ("transfer-encoding", "content-length"):
-        value = headers.get(name)
-        if value is not None:
-            head.append(f"{name}: {value}".encode("latin-1"))
-    framing.receive_data(b"\r\n".join(head) + b"\r\n\r\n")
-    try:
-        event = framing.next_event()
-    except h11.RemoteProtocolError:
+class Framing:
+    """A response body's framing: ``httptools``' response parser fed a head with only the
+    framing headers, then the body's bytes; the body's pieces and its end collect here (the
+    parser's callbacks)."""
+
+    __slots__ = ("complete", "parser", "pieces", "until_close")
+
+    def __init__(self, *, until_close: bool):
+        # Neither length nor chunks: the body ends when the connection closes (RFC 9112 6.3),
+        # which the caller tells (``httptools`` has no call for the end of the input).
+        self.until_close = until_close
+        self.complete = False
+        self.pieces: list[bytes] = []
+        self.parser = httptools.HttpResponseParser(self)
+
+    def on_body(self, body: bytes) -> None:
+        if not self.complete:  # nothing after the body's end belongs to it
+            self.pieces.append(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+def framing_for(*, method: str, version: int, headers) -> Framing | None:
+    """The framing of a response body whose head had these framing headers, positioned at the
+    body's start; None when the reader does not frame it (the caller reads it itself): a HEAD
+    request's, a transfer coding other than chunked, a malformed ``Content-Length``."""
+    if method.upper() == "HEAD":
         return None
-    return framing if isinstance(event, h11.Response) else None
+    transfer_encoding = headers.get("transfer-encoding")
+    content_length = headers.get("content-length")
+    head = ["HTTP/1.0 200 OK" if version == 10 else "HTTP/1.1 200 OK"]
+    if transfer_encoding is not None:
+        if transfer_encoding.strip().lower() != "chunked":
+            return None
+        # Chunked wins over a Content-Length (RFC 9112 6.3), which is not passed on.
+        head.append("transfer-encoding: chunked")
+    elif content_length is not None:
+        head.append(f"content-length: {content_length}")
+    framing = Framing(until_close=transfer_encoding is None and content_length is None)
+    try:
+        framing.parser.feed_data(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+    except (httptools.HttpParserError, UnicodeEncodeError):
+        return None
+    return framing
 
 
 class StreamReader:

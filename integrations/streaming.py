@@ -243,7 +243,7 @@ class ResponseStream:
         do the calls: they must not block. This thread waits for the end and raises what ended
         it otherwise (``StreamInterrupted``, ``Cancelled``, or what a callback raised). A body
         the reading thread cannot take (a socket ``requests`` hides behind a TLS proxy tunnel,
-        an encoding other than gzip, a framing ``h11`` refuses) is read here, the same way.
+        an encoding other than gzip, a framing the reader does not take) is read here, the same way.
         """
         body = self._handover(on_data, on_end)
         if body is None:

@@ -11,6 +11,7 @@ import zlib
 
 import pytest
 
+from integrations import reader
 from integrations.errors import Cancelled, StreamInterrupted
 from integrations.groq import GroqClient
 from integrations.ollama import OllamaClient
@@ -195,6 +196,24 @@ def test_a_stalled_stream_does_not_hold_the_others(fake_ollama):
             + b"0\r\nX-Trailer: yes\r\n\r\n",
             {"pieces": 3, "close": False},
         ),
+        (
+            "HTTP/1.0, until the connection closes",
+            b"HTTP/1.0 200 OK\r\nContent-Type: application/x-ndjson\r\n\r\n" + BODY,
+            {},
+        ),
+        (
+            "content-length, the final line without its newline, then bytes past the body",
+            b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(BODY) - 1, BODY[:-1] + b"\nHTTP/1.1 200 OK\r\n\r\n{}\n"),
+            {"close": False},
+        ),
+        (
+            "chunked beside a content-length: the chunks frame it",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
+            + b"".join(b"%x\r\n%s\r\n" % (len(line), line) for line in BODY.splitlines(True))
+            + b"0\r\n\r\n",
+            {"close": False},
+        ),
     ],
 )
 def test_framings(raw_server, name, response, kwargs):
@@ -229,6 +248,54 @@ def test_a_tls_body_larger_than_a_turn_is_read_whole(raw_server, tmp_path, monke
     assert items[:-1] == words
     assert items[-1].completion_tokens == len(words)
     assert threads == {"stream-reader"}
+    client.close()
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        # The head, then the connection closes: no chunk at all.
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        # Closed inside a chunk.
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s" % (len(BODY), BODY[:20]),
+        # Closed before Content-Length bytes came.
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY) + 10, BODY[:20]),
+    ],
+    ids=["chunked, no chunk", "chunked, inside a chunk", "content-length, short"],
+)
+def test_a_body_cut_before_its_framing_ended_is_a_retryable_interruption(raw_server, response):
+    server = raw_server(response)
+    client = OllamaClient(base_url=server.url, read_timeout=5)
+    with pytest.raises(StreamInterrupted, match="was cut") as info:
+        pump(client.chat_stream(model=MODEL, messages=HI))
+    assert info.value.retryable
+    client.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "headers"),
+    [
+        ("HEAD", {}),
+        ("POST", {"transfer-encoding": "gzip, chunked"}),
+        ("POST", {"content-length": "12x"}),
+    ],
+)
+def test_framings_the_reader_does_not_take(method, headers):
+    # The calling thread reads these itself (``ResponseStream.pump``'s fallback).
+    assert reader.framing_for(method=method, version=11, headers=headers) is None
+
+
+def test_what_was_framed_before_a_malformed_chunk_is_handed_over_first(raw_server):
+    first = BODY.splitlines(True)[0]
+    server = raw_server(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\nzz\r\n"
+        % (len(first), first)
+    )
+    client = OllamaClient(base_url=server.url, read_timeout=5)
+    items = []
+    with pytest.raises(StreamInterrupted, match="was malformed"):
+        client.chat_stream(model=MODEL, messages=HI).pump(items.append)
+    assert items == ["fr"]
     client.close()
 
 
