@@ -226,6 +226,30 @@ def test_framings(raw_server, name, response, kwargs):
     client.close()
 
 
+def test_the_reader_gathers_what_arrives_between_its_turns(raw_server, monkeypatch):
+    # A body written in ~150 small pieces, a millisecond apart: after each turn that read, the
+    # reader sleeps GATHER_SECONDS, and its next read takes every piece that came meanwhile.
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(line), line) for line in BODY.splitlines(True))
+    response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked + b"0\r\n\r\n"
+    pieces = len(response) // 2
+    feeds = []
+    feed = reader.Body.feed
+
+    def counted(self, data):
+        feeds.append(len(data))
+        return feed(self, data)
+
+    monkeypatch.setattr(reader.Body, "feed", counted)
+    monkeypatch.setattr(reader, "GATHER_SECONDS", 0.05)
+    server = raw_server(response, pieces=2, close=False)
+    client = OllamaClient(base_url=server.url, read_timeout=5)
+    items, threads = pump(client.chat_stream(model=MODEL, messages=HI))
+    assert items[:-1] == ["fr", "amed"]
+    assert threads == {"stream-reader"}
+    assert len(feeds) < pieces / 4, (len(feeds), pieces)
+    client.close()
+
+
 def test_a_tls_body_larger_than_a_turn_is_read_whole(raw_server, tmp_path, monkeypatch):
     # Groq is HTTPS: a TLS socket may hold decrypted bytes that no select reports, and a body
     # sent in one burst is read over several turns of the reader (8 reads of 64 KiB each).
