@@ -88,6 +88,27 @@ def test_tokens_are_coalesced_when_faster_than_20ms(user, ollama):
     assert len(tokens) < 100  # 200 tokens in ~0.2 s arrive as at most ~one message per 20 ms
 
 
+def test_text_held_back_is_sent_when_the_model_pauses(user, ollama):
+    # Five tokens a millisecond apart, then nothing for a second (the stream then breaks and
+    # the node starts over): the first token leaves at once, the next four are held back and
+    # must leave when their 20 ms window ends, not when the stream does.
+    ollama.enqueue(Behaviour(token_interval=0.001, stall_after=5, stall_for=1.0), path="/api/chat")
+    graph = llm_graph(user)
+    arrivals = []
+    execution = execution_create(user=user, graph=graph, inputs={})
+    with listen(execution_topic(execution.id), lambda m: arrivals.append((time.monotonic(), m))):
+        wait_for(execution)
+    first_attempt = []
+    for at, message in arrivals:
+        if message["event"] == "node.retrying":
+            break
+        if message["event"] == "node.token":
+            first_attempt.append((at, message["data"]))
+    assert "".join(data["text"] for _, data in first_attempt) == "".join(tokens_of(REPLY)[:5])
+    assert len(first_attempt) >= 2  # the first token alone, then the held four
+    assert first_attempt[-1][0] - first_attempt[0][0] < 0.5
+
+
 def test_two_slow_llm_nodes_run_in_parallel(user, ollama):
     ollama.enqueue(
         Behaviour(first_token_delay=0.8), Behaviour(first_token_delay=0.8), path="/api/chat"
