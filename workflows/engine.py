@@ -45,7 +45,7 @@ from canvas.core.connections import release_connection
 from integrations.cancellation import Cancellation, watcher
 from workflows.cache import cache_key
 from workflows.events import TokenStream
-from workflows.lease import ClaimedRun, claim_execution, run_flags
+from workflows.lease import ClaimedRun, claim_execution, read_queued, run_flags
 from workflows.models import ExecutionStatus, NodeRunStatus
 from workflows.nodes.base import (
     Node,
@@ -55,7 +55,13 @@ from workflows.nodes.base import (
     node_class,
 )
 from workflows.pool import InFlight
-from workflows.recorder import KEPT_STATUSES, LostOwnership, RunRecorder, execution_fail_owned
+from workflows.recorder import (
+    KEPT_STATUSES,
+    LostOwnership,
+    NotClaimed,
+    RunRecorder,
+    execution_fail_owned,
+)
 from workflows.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
@@ -124,20 +130,47 @@ class ExecutionRunner:
 
     def run(self) -> str | None:
         """Run the execution to its end. Returns the final status, or None when not claimed
-        (someone else runs it, or it already ended) or when ownership was lost."""
+        (someone else runs it, or it already ended) or when ownership was lost.
+
+        A queued run is read, not claimed, and claimed by its first flush (one commit for a
+        small run; ``workflows.lease.read_queued``). Before that flush the runner writes
+        nothing and starts no slow node (it flushes before starting one), so a run it then
+        fails to claim is run by the usual claim, which finds it taken, ended, or (should its
+        events have changed) queued still.
+        """
         now = timezone.now()
+        queued = read_queued(self.execution_id)
+        if queued is not None and queued.last_seq == 1 and not queued.cancel_requested:
+            try:
+                return self._run(queued, claim_at=now)
+            except NotClaimed:
+                logger.debug("execution %s: claimed elsewhere first", self.execution_id)
+                return ExecutionRunner(self.execution_id, worker_id=self.worker_id)._claim_run()
+        return self._claim_run(now)
+
+    def _claim_run(self, now=None) -> str | None:
+        now = now or timezone.now()
         stale = now - timedelta(seconds=settings.WORKFLOW_STALE_AFTER)
         claimed = claim_execution(self.execution_id, worker=self.worker_id, now=now, stale=stale)
         if claimed is None:
             return None
+        return self._run(claimed, claim_at=None)
+
+    def _run(self, claimed: ClaimedRun, *, claim_at) -> str | None:
+        # ``claim_at``: the run was read queued then and is claimed by the first flush.
+        self.unclaimed = claim_at is not None
         watcher.watch(run_flags, self.execution_id, self.cancellation)
         try:
-            self._load(claimed)
+            self._load(claimed, claim_at=claim_at)
             return self._main()
+        except NotClaimed:
+            self.inflight.cancel_all()
+            raise
         except (LostOwnership, DbOperationalError, DbInterfaceError) as exc:
             # Taken over, or the database went away (a restart, a failover): nothing to record
             # now. A run still ours goes stale and the sweep resumes it after its last finished
-            # node once the database is back.
+            # node once the database is back (one not claimed yet stays queued: the sweep
+            # dispatches it again).
             logger.warning(
                 "execution %s stopped: %s: %s", self.execution_id, type(exc).__name__, exc
             )
@@ -148,16 +181,28 @@ class ExecutionRunner:
             self.inflight.cancel_all()
             message = f"Internal error in the workflow engine: {type(exc).__name__}: {exc}"
             try:
-                execution_fail_owned(
-                    execution_id=self.execution_id, worker_id=self.worker_id, message=message
-                )
+                if self._claim_to_fail():
+                    execution_fail_owned(
+                        execution_id=self.execution_id, worker_id=self.worker_id, message=message
+                    )
             except Exception:
                 logger.exception("execution %s: could not record the failure", self.execution_id)
             return ExecutionStatus.FAILED
         finally:
             watcher.unwatch(run_flags, self.execution_id, self.cancellation)
 
-    def _load(self, claimed: ClaimedRun) -> None:
+    def _claim_to_fail(self) -> bool:
+        """Whether this runner owns the run, claiming it first if it was never claimed (so an
+        engine error fails the run rather than leaving it queued for the sweep to retry)."""
+        recorder = getattr(self, "recorder", None)
+        if not self.unclaimed or (recorder is not None and recorder.claimed):
+            return True
+        now = timezone.now()
+        stale = now - timedelta(seconds=settings.WORKFLOW_STALE_AFTER)
+        claimed = claim_execution(self.execution_id, worker=self.worker_id, now=now, stale=stale)
+        return claimed is not None
+
+    def _load(self, claimed: ClaimedRun, *, claim_at=None) -> None:
         self.owner_id = claimed.owner_id
         self.exec_inputs = claimed.inputs or {}
         self.nodes, self.types, self.configs, self.schedule = plan(claimed.snapshot)
@@ -172,6 +217,7 @@ class ExecutionRunner:
             node_types={nid: node["type"] for nid, node in self.nodes.items()},
             last_seq=claimed.last_seq,
             resumed=resumed,
+            claim_at=claim_at,
         )
         self.existing = self.recorder.existing
         self.ready: deque[str] = deque(self.schedule.initially_ready())

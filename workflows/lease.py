@@ -1,12 +1,19 @@
 """Who runs an execution: the claim that takes it, and the fenced writes of its owner.
 
-Two statements on the execution row, written in SQL because they run for every execution and
+Statements on the execution row, written in SQL because they run for every execution and
 the ORM's query compilation costs more than the database's work on them (≈ 0.3 ms against
 0.03 ms per statement on SQLite, measured by ``bench/engine.py``'s small runs):
 
 - ``claim_execution``: one ``UPDATE … RETURNING`` takes a queued run (or a running one whose
   heartbeat went stale) and reads what the engine needs to start it, its last event ``seq``
   included, in one round trip. Of two claimers exactly one changes the row.
+- ``read_queued`` and ``claim_queued``: the claim of a fresh run folded into its first write.
+  The engine reads a queued run (a plain ``SELECT``, no write), runs its first cheap nodes in
+  memory, and claims it in the transaction of its first flush, with a conditional ``UPDATE``
+  that also writes that flush's fields (the run's end, for a small run): one commit per small
+  run instead of two. The row is matched only while it is still queued, uncancelled and has the
+  events read, so of two claimers exactly one changes it, as with ``claim_execution``; the
+  other rolls its flush back and has written nothing.
 - ``update_owned_execution``: changes the row only while ``worker`` is this runner and the
   run is ``running``; no row changed means the run was taken over or ended elsewhere.
 
@@ -109,6 +116,71 @@ def claim_execution(
         cancel_requested=bool(cancel_requested),
         last_seq=last_seq or 0,
     )
+
+
+def read_queued(execution_id: uuid.UUID) -> ClaimedRun | None:
+    """What ``claim_execution`` returns for a run that is queued, without claiming it (a read:
+    no lock, no commit); None when the run is not queued."""
+    qn = connection.ops.quote_name
+    table = qn(Execution._meta.db_table)
+    events = qn(ExecutionEvent._meta.db_table)
+    event_meta = ExecutionEvent._meta
+    seq, of_execution = (qn(event_meta.get_field(name).column) for name in ("seq", "execution"))
+    sql = (
+        f"SELECT {_column('owner')}, {_column('inputs')}, {_column('snapshot')}, "  # noqa: S608
+        f"{_column('cancel_requested')}, "
+        f"(SELECT MAX({seq}) FROM {events} WHERE {of_execution} = {table}.{_column('id')}) "
+        f"FROM {table} WHERE {_column('id')} = %s AND {_column('status')} = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [_prep("id", execution_id), ExecutionStatus.QUEUED.value])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    owner_id, inputs, snapshot, cancel_requested, last_seq = row
+    return ClaimedRun(
+        owner_id=owner_id,
+        inputs=_json(inputs),
+        snapshot=_json(snapshot),
+        cancel_requested=bool(cancel_requested),
+        last_seq=last_seq or 0,
+    )
+
+
+def claim_queued(
+    execution_id: uuid.UUID, *, worker: str, started: datetime, last_seq: int, **fields: Any
+) -> bool:
+    """Claim a run ``read_queued`` read and set ``fields`` on it (``status`` defaults to
+    ``running``), if it is still queued, not cancelled and its last event is ``last_seq``;
+    True when it did. Call inside the transaction that writes what the claimer did meanwhile.
+    """
+    qn = connection.ops.quote_name
+    table = qn(Execution._meta.db_table)
+    events = qn(ExecutionEvent._meta.db_table)
+    event_meta = ExecutionEvent._meta
+    seq, of_execution = (qn(event_meta.get_field(name).column) for name in ("seq", "execution"))
+    fields = {"status": ExecutionStatus.RUNNING.value, **fields}
+    assignments = ", ".join(f"{_column(name)} = %s" for name in fields)
+    started_at = _column("started_at")
+    sql = (
+        f"UPDATE {table} SET {assignments}, {_column('worker')} = %s, "  # noqa: S608
+        f"{started_at} = COALESCE({started_at}, %s) "
+        f"WHERE {_column('id')} = %s AND {_column('status')} = %s "
+        f"AND {_column('cancel_requested')} = %s AND (SELECT MAX({seq}) FROM {events} "
+        f"WHERE {of_execution} = {table}.{_column('id')}) = %s"
+    )
+    params = [_prep(name, value) for name, value in fields.items()]
+    params += [
+        worker,
+        _prep("started_at", started),
+        _prep("id", execution_id),
+        ExecutionStatus.QUEUED.value,
+        _prep("cancel_requested", False),
+        last_seq,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount == 1
 
 
 def update_owned_execution(execution_id: uuid.UUID, *, worker: str, **fields: Any) -> bool:

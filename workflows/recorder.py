@@ -7,7 +7,9 @@ reports; ``flush`` stores everything changed since the last one in one short tra
 - the execution row first, fenced: its ``heartbeat_at`` (and the final fields at the end) is
   written only where ``worker`` is this runner and ``status`` is ``running``. No row matched
   means the run was taken over or ended elsewhere: ``LostOwnership``, and nothing else is
-  written;
+  written. A recorder made with ``claim_at`` has not claimed its run yet: its first flush
+  claims it (``workflows.lease.claim_queued``) with the same fields, and a claim that fails
+  raises ``NotClaimed`` and rolls the flush back;
 - new node runs as multi-row inserts, changed ones as updates;
 - the output cache's new rows; the numbered events (published once the transaction commits).
 
@@ -27,7 +29,7 @@ from django.utils import timezone
 from canvas.core import events
 from workflows.cache import cache_lookup, cache_prune_maybe, cache_row, cache_rows_write
 from workflows.events import EventLog, event_record
-from workflows.lease import update_owned_execution
+from workflows.lease import claim_queued, update_owned_execution
 from workflows.models import Execution, ExecutionStatus, NodeRun, NodeRunStatus
 from workflows.rowwriter import DATETIME, JSON, PLAIN, UUID, insert_rows
 
@@ -60,6 +62,11 @@ KEPT_STATUSES = (
 
 class LostOwnership(Exception):
     """The execution row is no longer this runner's (taken over or already finished)."""
+
+
+class NotClaimed(Exception):
+    """The first flush of an unclaimed run could not claim it (another runner did, or it was
+    cancelled, since it was read): nothing was written."""
 
 
 @dataclass(slots=True)
@@ -137,6 +144,7 @@ class RunRecorder:
         node_types: dict[str, str],
         last_seq: int,
         resumed: bool,
+        claim_at=None,
     ):
         self.execution_id = execution_id
         self.worker_id = worker_id
@@ -154,6 +162,12 @@ class RunRecorder:
         self._new: list[RunState] = []
         self._dirty: dict[str, RunState] = {}
         self._cache_rows: list[tuple] = []
+        # Not claimed yet: when it was read queued (its start) and its last event then.
+        self._claim = None if claim_at is None else (claim_at, last_seq)
+
+    @property
+    def claimed(self) -> bool:
+        return self._claim is None
 
     # --- node runs --------------------------------------------------------------------------
 
@@ -308,7 +322,17 @@ class RunRecorder:
         if final:
             fields.update(final)
         with transaction.atomic():
-            if not update_owned_execution(self.execution_id, worker=self.worker_id, **fields):
+            if self._claim is not None:
+                started, last_seq = self._claim
+                if not claim_queued(
+                    self.execution_id,
+                    worker=self.worker_id,
+                    started=started,
+                    last_seq=last_seq,
+                    **fields,
+                ):
+                    raise NotClaimed
+            elif not update_owned_execution(self.execution_id, worker=self.worker_id, **fields):
                 raise LostOwnership
             if self._new:
                 insert_rows(
@@ -331,6 +355,7 @@ class RunRecorder:
             if self._cache_rows:
                 cache_rows_write(self._cache_rows)
             self.log.write()
+        self._claim = None
         self._new = []
         self._dirty = {}
         if self._cache_rows:

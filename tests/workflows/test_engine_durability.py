@@ -11,9 +11,10 @@ from django.utils import timezone
 from tests.workflows.conftest import build_graph, events_of, run_graph, wait_for
 from workflows.cache import cache_prune
 from workflows.engine import ExecutionRunner
-from workflows.models import Execution, NodeOutputCache
+from workflows.lease import claim_execution, read_queued
+from workflows.models import Execution, ExecutionEvent, NodeOutputCache
 from workflows.recovery import executions_recover
-from workflows.services import execution_create
+from workflows.services import execution_cancel, execution_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -222,3 +223,96 @@ def test_deleting_the_graph_stops_its_run_quietly(user, sleep_node):
     assert not thread.is_alive()
     assert result["status"] is None
     assert not Execution.objects.filter(pk=execution.pk).exists()
+
+
+def _small_run(user):
+    graph = build_graph(
+        user,
+        {"t": ("text", {"text": "hi"}), "o": ("output", {"name": "o"})},
+        [("t", "text", "o", "value")],
+    )
+    return execution_create(user=user, graph=graph, inputs={}, dispatch=False)
+
+
+def _after_the_read(monkeypatch, action):
+    """Run ``action`` right after the runner read its queued run (before its first flush)."""
+    from workflows import engine
+
+    def read_then_act(execution_id):
+        read = read_queued(execution_id)
+        action()
+        return read
+
+    monkeypatch.setattr(engine, "read_queued", read_then_act)
+
+
+def test_a_small_run_is_claimed_and_ended_in_one_write(user):
+    execution = _small_run(user)
+    assert ExecutionRunner(execution.id, worker_id="w1").run() == "succeeded"
+    execution.refresh_from_db()
+    assert (execution.status, execution.worker, execution.outputs) == ("succeeded", "w1", {"o": "hi"})
+    assert execution.started_at is not None
+    assert execution.heartbeat_at is not None
+    names = [e for _, e, _ in events_of(execution)]
+    assert names[:2] == ["execution.queued", "execution.started"]
+    assert names[-1] == "execution.completed"
+
+
+def test_a_run_claimed_elsewhere_after_the_read_is_left_to_its_owner(user, monkeypatch):
+    execution = _small_run(user)
+    now = timezone.now()
+    _after_the_read(
+        monkeypatch,
+        lambda: claim_execution(execution.id, worker="other", now=now, stale=now),
+    )
+    assert ExecutionRunner(execution.id, worker_id="w1").run() is None
+    execution.refresh_from_db()
+    assert (execution.status, execution.worker) == ("running", "other")
+    assert [e for _, e, _ in events_of(execution)] == ["execution.queued"]
+    assert not execution.node_runs.exists()
+    assert not NodeOutputCache.objects.exists()
+
+
+def test_a_run_cancelled_after_the_read_ends_cancelled_once(user, monkeypatch):
+    execution = _small_run(user)
+    _after_the_read(monkeypatch, lambda: execution_cancel(execution=execution))
+    assert ExecutionRunner(execution.id, worker_id="w1").run() is None
+    execution.refresh_from_db()
+    assert execution.status == "cancelled"
+    assert [e for _, e, _ in events_of(execution)] == ["execution.queued", "execution.cancelled"]
+    assert not execution.node_runs.exists()
+
+
+def test_a_run_whose_log_grew_after_the_read_is_run_by_the_usual_claim(user, monkeypatch):
+    """(No path writes events of a queued run but its cancel; the runner does not rely on
+    it.) The runner's numbers would collide: it claims again and resumes after them."""
+    execution = _small_run(user)
+    _after_the_read(
+        monkeypatch,
+        lambda: ExecutionEvent.objects.create(
+            execution_id=execution.id,
+            seq=2,
+            event="execution.started",
+            data={"status": "running"},
+            ts=timezone.now(),
+        ),
+    )
+    assert ExecutionRunner(execution.id, worker_id="w1").run() == "succeeded"
+    execution.refresh_from_db()
+    seqs = [seq for seq, _, _ in events_of(execution)]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert execution.outputs == {"o": "hi"}
+
+
+def test_an_engine_error_before_the_first_write_fails_the_run(user, monkeypatch):
+    execution = _small_run(user)
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(ExecutionRunner, "_advance", broken)
+    assert ExecutionRunner(execution.id, worker_id="w1").run() == "failed"
+    execution.refresh_from_db()
+    assert (execution.status, execution.worker) == ("failed", "w1")
+    assert "boom" in execution.error
+    assert [e for _, e, _ in events_of(execution)][-1] == "execution.failed"

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from graphs.models import Graph
 from tests.workflows.conftest import build_graph
-from workflows.lease import claim_execution, update_owned_execution
+from workflows.lease import claim_execution, claim_queued, read_queued, update_owned_execution
 from workflows.models import Execution, ExecutionEvent
 from workflows.services import execution_create
 
@@ -127,3 +127,54 @@ def test_a_cascading_delete_waits_for_the_owners_flush(user):
     assert failures == []
     assert not Execution.objects.filter(pk=execution.pk).exists()
     assert not ExecutionEvent.objects.filter(execution_id=execution.pk).exists()
+
+
+def test_a_queued_run_is_read_without_being_claimed(queued, user):
+    read = read_queued(queued.id)
+    assert read is not None
+    assert (read.owner_id, read.inputs, read.last_seq) == (user.pk, {"x": "hi"}, 1)
+    assert read.snapshot == queued.snapshot
+    queued.refresh_from_db()
+    assert (queued.status, queued.worker, queued.started_at) == ("queued", "", None)
+
+
+def test_the_claim_of_a_read_run_takes_it_once_with_its_first_fields(queued):
+    now = timezone.now()
+    with transaction.atomic():
+        assert claim_queued(
+            queued.id, worker="w1", started=now, last_seq=1, heartbeat_at=now
+        )
+    assert not claim_queued(queued.id, worker="w2", started=now, last_seq=1, heartbeat_at=now)
+    assert read_queued(queued.id) is None
+    queued.refresh_from_db()
+    assert (queued.status, queued.worker, queued.started_at) == ("running", "w1", now)
+    assert update_owned_execution(queued.id, worker="w1", heartbeat_at=now)
+
+
+def test_a_small_runs_claim_can_write_its_end_at_once(queued):
+    now = timezone.now()
+    assert claim_queued(
+        queued.id,
+        worker="w1",
+        started=now,
+        last_seq=1,
+        heartbeat_at=now,
+        status="succeeded",
+        outputs={"o": "hi"},
+        finished_at=now,
+    )
+    queued.refresh_from_db()
+    assert (queued.status, queued.worker, queued.outputs) == ("succeeded", "w1", {"o": "hi"})
+
+
+def test_the_claim_of_a_read_run_fails_once_it_changed(claim, queued):
+    now = timezone.now()
+    ExecutionEvent.objects.create(execution_id=queued.id, seq=2, event="node.started", ts=now)
+    assert not claim_queued(queued.id, worker="w1", started=now, last_seq=1, heartbeat_at=now)
+    Execution.objects.filter(pk=queued.pk).update(cancel_requested=True)
+    assert not claim_queued(queued.id, worker="w1", started=now, last_seq=2, heartbeat_at=now)
+    Execution.objects.filter(pk=queued.pk).update(cancel_requested=False)
+    assert claim(queued, "w2") is not None
+    assert not claim_queued(queued.id, worker="w1", started=now, last_seq=2, heartbeat_at=now)
+    queued.refresh_from_db()
+    assert queued.worker == "w2"
