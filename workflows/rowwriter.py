@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 
 UUID, DATETIME, JSON, PLAIN = "uuid", "datetime", "json", "plain"
 
@@ -22,9 +22,7 @@ def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, default=str, separators=(",", ":"))
 
 
-def _adapters(kinds: Sequence[str]):
-    sqlite = connection.vendor == "sqlite"
-
+def _adapters(kinds: Sequence[str], *, sqlite: bool):
     def uuid_(value):
         if value is None:
             return None
@@ -40,12 +38,66 @@ def _adapters(kinds: Sequence[str]):
             return value.isoformat(" ")[:-6]
         return str(value.astimezone(UTC).replace(tzinfo=None))
 
-    table = {UUID: uuid_, DATETIME: datetime_, JSON: _dumps, PLAIN: lambda v: v}
+    table = {UUID: uuid_, DATETIME: datetime_, JSON: _dumps, PLAIN: None}
     return [table[kind] for kind in kinds]
 
 
 # Rows per INSERT statement (each backend's parameter cap may lower it: bulk_batch_size).
 BATCH_ROWS = 500
+
+
+class _Plan:
+    """One INSERT's text, row size and value adapters for a backend, built once per process
+    (``insert_rows`` runs several times per run: the text and the adapters are the same)."""
+
+    def __init__(self, conn, table, columns, ignore_conflicts, upsert_on):
+        qn = conn.ops.quote_name
+        kinds = [kind for _name, kind in columns]
+        postgres = conn.vendor == "postgresql"
+        self.row = "(%s)" % ", ".join(  # noqa: UP031
+            "%s::jsonb" if postgres and kind == JSON else "%s" for kind in kinds
+        )
+        # Identifiers come from our models, never from input; values are parameters.
+        names = ", ".join(qn(name) for name, _ in columns)
+        self.head = f"INSERT INTO {qn(table)} ({names}) VALUES "  # noqa: S608
+        self.conflict = ""
+        self.key = None
+        if upsert_on:
+            updates = ", ".join(
+                f"{qn(name)} = excluded.{qn(name)}" for name, _ in columns if name != upsert_on
+            )
+            self.conflict = f" ON CONFLICT ({qn(upsert_on)}) DO UPDATE SET {updates}"
+            self.key = [name for name, _ in columns].index(upsert_on)
+        elif ignore_conflicts:
+            self.conflict = " ON CONFLICT DO NOTHING"
+        # The columns whose values need adapting, by index (the others go as they are).
+        self.adapt = [
+            (index, f)
+            for index, f in enumerate(_adapters(kinds, sqlite=conn.vendor == "sqlite"))
+            if f is not None
+        ]
+        cap = conn.ops.bulk_batch_size(kinds, [None] * BATCH_ROWS)
+        self.per_statement = max(1, min(BATCH_ROWS, cap))
+        self._sql: dict[int, str] = {}
+
+    def sql(self, rows: int) -> str:
+        text = self._sql.get(rows)
+        if text is None:
+            text = self._sql[rows] = f"{self.head}{', '.join([self.row] * rows)}{self.conflict}"
+        return text
+
+    def params(self, batch: Sequence[Sequence[Any]]) -> list[Any]:
+        adapt = self.adapt
+        params: list[Any] = []
+        for row in batch:
+            values = list(row)
+            for index, f in adapt:
+                values[index] = f(values[index])
+            params += values
+        return params
+
+
+_plans: dict[tuple, _Plan] = {}
 
 
 def insert_rows(
@@ -64,41 +116,25 @@ def insert_rows(
     rows = list(rows)
     if not rows:
         return
-    qn = connection.ops.quote_name
-    kinds = [kind for _name, kind in columns]
-    adapt = _adapters(kinds)
-    postgres = connection.vendor == "postgresql"
-    row_placeholders = ", ".join(
-        "%s::jsonb" if postgres and kind == JSON else "%s" for kind in kinds
-    )
-    # Identifiers come from our models, never from input; values are parameters.
-    names = ", ".join(qn(name) for name, _ in columns)
-    conflict = ""
-    if upsert_on:
-        updates = ", ".join(
-            f"{qn(name)} = excluded.{qn(name)}" for name, _ in columns if name != upsert_on
-        )
-        conflict = f" ON CONFLICT ({qn(upsert_on)}) DO UPDATE SET {updates}"
+    conn = connections[DEFAULT_DB_ALIAS]
+    key = (conn.vendor, table, tuple(columns), ignore_conflicts, upsert_on)
+    plan = _plans.get(key)
+    if plan is None:
+        plan = _plans[key] = _Plan(conn, table, columns, ignore_conflicts, upsert_on)
+    if plan.key is not None:
         # One statement may not touch a row twice (PostgreSQL refuses): of rows with the same
         # key, the last wins, as it would row by row.
-        key = [name for name, _ in columns].index(upsert_on)
-        rows = list({row[key]: row for row in rows}.values())
-    elif ignore_conflicts:
-        conflict = " ON CONFLICT DO NOTHING"
-    per_statement = max(1, min(BATCH_ROWS, connection.ops.bulk_batch_size(kinds, rows)))
-    with connection.cursor() as cursor:
+        rows = list({row[plan.key]: row for row in rows}.values())
+    per_statement = plan.per_statement
+    with conn.cursor() as cursor:
         for start in range(0, len(rows), per_statement):
             batch = rows[start : start + per_statement]
-            values = ", ".join([f"({row_placeholders})"] * len(batch))
-            cursor.execute(
-                f"INSERT INTO {qn(table)} ({names}) VALUES {values}{conflict}",  # noqa: S608
-                [f(v) for row in batch for f, v in zip(adapt, row, strict=True)],
-            )
+            cursor.execute(plan.sql(len(batch)), plan.params(batch))
 
 
 def select_json(sql: str, params: Sequence[Any]) -> Any:
     """The first column of the first row as decoded JSON, or None."""
-    with connection.cursor() as cursor:
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
@@ -108,4 +144,5 @@ def select_json(sql: str, params: Sequence[Any]) -> Any:
 
 
 def adapt_datetime(value: datetime) -> Any:
-    return _adapters([DATETIME])[0](value)
+    adapt = _adapters([DATETIME], sqlite=connections[DEFAULT_DB_ALIAS].vendor == "sqlite")[0]
+    return adapt(value)
