@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from integrations.cancellation import CancelFlags
 from workflows.models import Execution, ExecutionEvent, ExecutionStatus
@@ -47,104 +47,125 @@ class ClaimedRun:
     last_seq: int
 
 
-def _column(name: str) -> str:
-    return connection.ops.quote_name(Execution._meta.get_field(name).column)
+# Statements by (database vendor, what they set): built once per process from the models'
+# columns (identifiers come from the models, never from input; values are parameters).
+_statements: dict[tuple, str] = {}
 
 
-def _prep(name: str, value: Any) -> Any:
-    return Execution._meta.get_field(name).get_db_prep_save(value, connection)
+def _column(conn, name: str) -> str:
+    return conn.ops.quote_name(Execution._meta.get_field(name).column)
+
+
+def _prep(conn, name: str, value: Any) -> Any:
+    return Execution._meta.get_field(name).get_db_prep_save(value, conn)
 
 
 def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
+def _statement(conn, key: tuple, build) -> str:
+    memo_key = (conn.vendor, *key)
+    sql = _statements.get(memo_key)
+    if sql is None:
+        sql = _statements[memo_key] = build(conn)
+    return sql
+
+
+def _last_seq_sql(conn) -> str:
+    """The run's last event ``seq``, as a subquery of a statement on the execution table."""
+    qn = conn.ops.quote_name
+    meta = ExecutionEvent._meta
+    seq, of_execution = (qn(meta.get_field(name).column) for name in ("seq", "execution"))
+    return (
+        f"SELECT MAX({seq}) FROM {qn(meta.db_table)} "  # noqa: S608
+        f"WHERE {of_execution} = {qn(Execution._meta.db_table)}.{_column(conn, 'id')}"
+    )
+
+
+def _read_columns(conn) -> str:
+    """What a claimer needs, in ``ClaimedRun`` order."""
+    columns = ", ".join(
+        _column(conn, name) for name in ("owner", "inputs", "snapshot", "cancel_requested")
+    )
+    return f"{columns}, ({_last_seq_sql(conn)})"
+
+
+def _claimed(row) -> ClaimedRun | None:
+    if row is None:
+        return None
+    owner_id, inputs, snapshot, cancel_requested, last_seq = row
+    return ClaimedRun(
+        owner_id=owner_id,
+        inputs=_json(inputs),
+        snapshot=_json(snapshot),
+        cancel_requested=bool(cancel_requested),
+        last_seq=last_seq or 0,
+    )
+
+
+def _claim_sql(conn) -> str:
+    table = conn.ops.quote_name(Execution._meta.db_table)
+    status, heartbeat = _column(conn, "status"), _column(conn, "heartbeat_at")
+    started = _column(conn, "started_at")
+    return (
+        f"UPDATE {table} SET {status} = %s, {_column(conn, 'worker')} = %s, "  # noqa: S608
+        f"{heartbeat} = %s, {started} = COALESCE({started}, %s) "
+        f"WHERE {_column(conn, 'id')} = %s AND ({status} = %s OR ({status} = %s AND "
+        f"({heartbeat} IS NULL OR {heartbeat} < %s)))"
+    )
+
+
+def _select_sql(conn) -> str:
+    table = conn.ops.quote_name(Execution._meta.db_table)
+    return f"SELECT {_read_columns(conn)} FROM {table} WHERE {_column(conn, 'id')} = %s"  # noqa: S608
+
+
 def claim_execution(
     execution_id: uuid.UUID, *, worker: str, now: datetime, stale: datetime
 ) -> ClaimedRun | None:
-    qn = connection.ops.quote_name
-    table = qn(Execution._meta.db_table)
-    events = qn(ExecutionEvent._meta.db_table)
-    status, heartbeat = _column("status"), _column("heartbeat_at")
-    # Identifiers come from the models, never from input; values are parameters.
-    update = (
-        f"UPDATE {table} SET {status} = %s, {_column('worker')} = %s, {heartbeat} = %s, "  # noqa: S608
-        f"{_column('started_at')} = COALESCE({_column('started_at')}, %s) "
-        f"WHERE {_column('id')} = %s AND ({status} = %s OR ({status} = %s AND "
-        f"({heartbeat} IS NULL OR {heartbeat} < %s)))"
-    )
+    conn = connections[DEFAULT_DB_ALIAS]
+    update = _statement(conn, ("claim",), _claim_sql)
     params = [
         ExecutionStatus.RUNNING.value,
         worker,
-        _prep("heartbeat_at", now),
-        _prep("started_at", now),
-        _prep("id", execution_id),
+        _prep(conn, "heartbeat_at", now),
+        _prep(conn, "started_at", now),
+        _prep(conn, "id", execution_id),
         ExecutionStatus.QUEUED.value,
         ExecutionStatus.RUNNING.value,
-        _prep("heartbeat_at", stale),
+        _prep(conn, "heartbeat_at", stale),
     ]
-    event_meta = ExecutionEvent._meta
-    seq, of_execution = (qn(event_meta.get_field(name).column) for name in ("seq", "execution"))
-    last_seq = (
-        f"SELECT MAX({seq}) FROM {events} "  # noqa: S608
-        f"WHERE {of_execution} = {table}.{_column('id')}"
-    )
-    columns = (
-        f"{_column('owner')}, {_column('inputs')}, {_column('snapshot')}, "
-        f"{_column('cancel_requested')}, ({last_seq})"
-    )
-    with connection.cursor() as cursor:
-        if connection.features.can_return_columns_from_insert:  # SQLite ≥ 3.35, PostgreSQL
-            cursor.execute(f"{update} RETURNING {columns}", params)
+    with conn.cursor() as cursor:
+        if conn.features.can_return_columns_from_insert:  # SQLite ≥ 3.35, PostgreSQL
+            returning = _statement(
+                conn, ("claim-returning",), lambda c: f"{update} RETURNING {_read_columns(c)}"
+            )
+            cursor.execute(returning, params)
             row = cursor.fetchone()
         else:
             cursor.execute(update, params)
             row = None
             if cursor.rowcount == 1:
                 cursor.execute(
-                    f"SELECT {columns} FROM {table} WHERE {_column('id')} = %s",  # noqa: S608
-                    [_prep("id", execution_id)],
+                    _statement(conn, ("select",), _select_sql), [_prep(conn, "id", execution_id)]
                 )
                 row = cursor.fetchone()
-    if row is None:
-        return None
-    owner_id, inputs, snapshot, cancel_requested, last_seq = row
-    return ClaimedRun(
-        owner_id=owner_id,
-        inputs=_json(inputs),
-        snapshot=_json(snapshot),
-        cancel_requested=bool(cancel_requested),
-        last_seq=last_seq or 0,
-    )
+    return _claimed(row)
 
 
 def read_queued(execution_id: uuid.UUID) -> ClaimedRun | None:
     """What ``claim_execution`` returns for a run that is queued, without claiming it (a read:
     no lock, no commit); None when the run is not queued."""
-    qn = connection.ops.quote_name
-    table = qn(Execution._meta.db_table)
-    events = qn(ExecutionEvent._meta.db_table)
-    event_meta = ExecutionEvent._meta
-    seq, of_execution = (qn(event_meta.get_field(name).column) for name in ("seq", "execution"))
-    sql = (
-        f"SELECT {_column('owner')}, {_column('inputs')}, {_column('snapshot')}, "  # noqa: S608
-        f"{_column('cancel_requested')}, "
-        f"(SELECT MAX({seq}) FROM {events} WHERE {of_execution} = {table}.{_column('id')}) "
-        f"FROM {table} WHERE {_column('id')} = %s AND {_column('status')} = %s"
+    conn = connections[DEFAULT_DB_ALIAS]
+    sql = _statement(
+        conn,
+        ("read-queued",),
+        lambda c: f"{_select_sql(c)} AND {_column(c, 'status')} = %s",
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [_prep("id", execution_id), ExecutionStatus.QUEUED.value])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    owner_id, inputs, snapshot, cancel_requested, last_seq = row
-    return ClaimedRun(
-        owner_id=owner_id,
-        inputs=_json(inputs),
-        snapshot=_json(snapshot),
-        cancel_requested=bool(cancel_requested),
-        last_seq=last_seq or 0,
-    )
+    with conn.cursor() as cursor:
+        cursor.execute(sql, [_prep(conn, "id", execution_id), ExecutionStatus.QUEUED.value])
+        return _claimed(cursor.fetchone())
 
 
 def claim_queued(
@@ -154,46 +175,51 @@ def claim_queued(
     ``running``), if it is still queued, not cancelled and its last event is ``last_seq``;
     True when it did. Call inside the transaction that writes what the claimer did meanwhile.
     """
-    qn = connection.ops.quote_name
-    table = qn(Execution._meta.db_table)
-    events = qn(ExecutionEvent._meta.db_table)
-    event_meta = ExecutionEvent._meta
-    seq, of_execution = (qn(event_meta.get_field(name).column) for name in ("seq", "execution"))
+    conn = connections[DEFAULT_DB_ALIAS]
     fields = {"status": ExecutionStatus.RUNNING.value, **fields}
-    assignments = ", ".join(f"{_column(name)} = %s" for name in fields)
-    started_at = _column("started_at")
-    sql = (
-        f"UPDATE {table} SET {assignments}, {_column('worker')} = %s, "  # noqa: S608
-        f"{started_at} = COALESCE({started_at}, %s) "
-        f"WHERE {_column('id')} = %s AND {_column('status')} = %s "
-        f"AND {_column('cancel_requested')} = %s AND (SELECT MAX({seq}) FROM {events} "
-        f"WHERE {of_execution} = {table}.{_column('id')}) = %s"
-    )
-    params = [_prep(name, value) for name, value in fields.items()]
+
+    def build(c) -> str:
+        table = c.ops.quote_name(Execution._meta.db_table)
+        assignments = ", ".join(f"{_column(c, name)} = %s" for name in fields)
+        started_at = _column(c, "started_at")
+        return (
+            f"UPDATE {table} SET {assignments}, {_column(c, 'worker')} = %s, "  # noqa: S608
+            f"{started_at} = COALESCE({started_at}, %s) "
+            f"WHERE {_column(c, 'id')} = %s AND {_column(c, 'status')} = %s "
+            f"AND {_column(c, 'cancel_requested')} = %s AND ({_last_seq_sql(c)}) = %s"
+        )
+
+    sql = _statement(conn, ("claim-queued", *fields), build)
+    params = [_prep(conn, name, value) for name, value in fields.items()]
     params += [
         worker,
-        _prep("started_at", started),
-        _prep("id", execution_id),
+        _prep(conn, "started_at", started),
+        _prep(conn, "id", execution_id),
         ExecutionStatus.QUEUED.value,
-        _prep("cancel_requested", False),
+        _prep(conn, "cancel_requested", False),
         last_seq,
     ]
-    with connection.cursor() as cursor:
+    with conn.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount == 1
 
 
 def update_owned_execution(execution_id: uuid.UUID, *, worker: str, **fields: Any) -> bool:
     """Set ``fields`` on the run if ``worker`` still owns it; True when it did."""
-    table = connection.ops.quote_name(Execution._meta.db_table)
-    assignments = ", ".join(f"{_column(name)} = %s" for name in fields)
-    sql = (
-        f"UPDATE {table} SET {assignments} WHERE {_column('id')} = %s "  # noqa: S608
-        f"AND {_column('worker')} = %s AND {_column('status')} = %s"
-    )
-    params = [_prep(name, value) for name, value in fields.items()]
-    params += [_prep("id", execution_id), worker, ExecutionStatus.RUNNING.value]
-    with connection.cursor() as cursor:
+    conn = connections[DEFAULT_DB_ALIAS]
+
+    def build(c) -> str:
+        table = c.ops.quote_name(Execution._meta.db_table)
+        assignments = ", ".join(f"{_column(c, name)} = %s" for name in fields)
+        return (
+            f"UPDATE {table} SET {assignments} WHERE {_column(c, 'id')} = %s "  # noqa: S608
+            f"AND {_column(c, 'worker')} = %s AND {_column(c, 'status')} = %s"
+        )
+
+    sql = _statement(conn, ("owned", *fields), build)
+    params = [_prep(conn, name, value) for name, value in fields.items()]
+    params += [_prep(conn, "id", execution_id), worker, ExecutionStatus.RUNNING.value]
+    with conn.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount == 1
 

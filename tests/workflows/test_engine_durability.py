@@ -250,7 +250,11 @@ def test_a_small_run_is_claimed_and_ended_in_one_write(user):
     execution = _small_run(user)
     assert ExecutionRunner(execution.id, worker_id="w1").run() == "succeeded"
     execution.refresh_from_db()
-    assert (execution.status, execution.worker, execution.outputs) == ("succeeded", "w1", {"o": "hi"})
+    assert (execution.status, execution.worker, execution.outputs) == (
+        "succeeded",
+        "w1",
+        {"o": "hi"},
+    )
     assert execution.started_at is not None
     assert execution.heartbeat_at is not None
     names = [e for _, e, _ in events_of(execution)]

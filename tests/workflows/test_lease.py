@@ -141,9 +141,7 @@ def test_a_queued_run_is_read_without_being_claimed(queued, user):
 def test_the_claim_of_a_read_run_takes_it_once_with_its_first_fields(queued):
     now = timezone.now()
     with transaction.atomic():
-        assert claim_queued(
-            queued.id, worker="w1", started=now, last_seq=1, heartbeat_at=now
-        )
+        assert claim_queued(queued.id, worker="w1", started=now, last_seq=1, heartbeat_at=now)
     assert not claim_queued(queued.id, worker="w2", started=now, last_seq=1, heartbeat_at=now)
     assert read_queued(queued.id) is None
     queued.refresh_from_db()
