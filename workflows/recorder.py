@@ -19,6 +19,10 @@ one thread.
 
 from __future__ import annotations
 
+import itertools
+import os
+import random
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +62,37 @@ KEPT_STATUSES = (
     NodeRunStatus.SKIPPED,
     NodeRunStatus.FAILED,
 )
+
+
+_id_state: tuple[int, random.Random, itertools.count] | None = None
+
+
+def ordered_id() -> uuid.UUID:
+    """A node run's id: a UUID (version 7 layout) that starts with the time in milliseconds
+    and then a per-process counter, so ids made together sort together.
+
+    The rows' primary key index then grows at its end: a flush's node runs land in one or two
+    of its pages instead of one random page each (uuid4), fewer pages to write per commit.
+    The counter starts at a random value and the last 32 bits are random (per process, reseeded
+    after a fork), so processes do not collide.
+    """
+    global _id_state
+    pid = os.getpid()
+    if _id_state is None or _id_state[0] != pid:
+        rng = random.Random(os.urandom(16))  # noqa: S311 - ids, not secrets
+        _id_state = (pid, rng, itertools.count(rng.getrandbits(40)))
+    _pid, rng, counter = _id_state
+    ms = time.time_ns() // 1_000_000
+    tail = ((next(counter) & ((1 << 42) - 1)) << 32) | rng.getrandbits(32)
+    # 48 bits of time, version 7, 12 bits of tail, variant 0b10, the tail's last 62 bits.
+    value = (
+        (ms & ((1 << 48) - 1)) << 80
+        | 7 << 76
+        | (tail >> 62) << 64
+        | 0b10 << 62
+        | (tail & ((1 << 62) - 1))
+    )
+    return uuid.UUID(int=value)
 
 
 class LostOwnership(Exception):
@@ -176,7 +211,7 @@ class RunRecorder:
         run = self.runs.get(nid)
         if run is None:
             run = RunState(
-                id=uuid.uuid4(),
+                id=ordered_id(),
                 execution_id=self.execution_id,
                 node_id=nid,
                 node_type=self.node_types[nid],

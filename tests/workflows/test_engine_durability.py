@@ -2,6 +2,7 @@
 
 import threading
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from workflows.cache import cache_prune
 from workflows.engine import ExecutionRunner
 from workflows.lease import claim_execution, read_queued
 from workflows.models import Execution, ExecutionEvent, NodeOutputCache
+from workflows.recorder import ordered_id
 from workflows.recovery import executions_recover
 from workflows.services import execution_cancel, execution_create
 
@@ -320,3 +322,11 @@ def test_an_engine_error_before_the_first_write_fails_the_run(user, monkeypatch)
     assert (execution.status, execution.worker) == ("failed", "w1")
     assert "boom" in execution.error
     assert [e for _, e, _ in events_of(execution)][-1] == "execution.failed"
+
+
+def test_node_run_ids_are_uuids_that_sort_in_the_order_they_were_made():
+    ids = [ordered_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    assert sorted(ids) == ids
+    assert {(i.version, i.variant) for i in ids} == {(7, uuid.RFC_4122)}
+    assert abs((ids[0].int >> 80) - time.time_ns() // 1_000_000) < 60_000
