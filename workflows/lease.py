@@ -42,9 +42,15 @@ from workflows.models import Execution, ExecutionEvent, ExecutionStatus
 class ClaimedRun:
     owner_id: int
     inputs: dict[str, Any]
-    snapshot: dict[str, Any]
+    # The snapshot as the database driver gave it: JSON text (SQLite), which the engine may
+    # not need to decode (``workflows.engine.plan_of``), or already decoded (PostgreSQL).
+    raw_snapshot: Any
     cancel_requested: bool
     last_seq: int
+
+    @property
+    def snapshot(self) -> dict[str, Any]:
+        return _json(self.raw_snapshot)
 
 
 # Statements by (database vendor, what they set): built once per process from the models'
@@ -98,7 +104,7 @@ def _claimed(row) -> ClaimedRun | None:
     return ClaimedRun(
         owner_id=owner_id,
         inputs=_json(inputs),
-        snapshot=_json(snapshot),
+        raw_snapshot=snapshot,
         cancel_requested=bool(cancel_requested),
         last_seq=last_seq or 0,
     )

@@ -63,6 +63,17 @@ class Scheduler:
         for edge in edges:
             self.in_edges[edge.target].append(edge)
             self.out_edges[edge.source].append(edge)
+        self._start()
+
+    def fresh(self) -> Scheduler:
+        """A scheduler of the same graph with nothing happened yet (the graph's nodes and
+        edges are shared: they are never changed after ``__init__``)."""
+        other = object.__new__(Scheduler)
+        other.nodes, other.in_edges, other.out_edges = self.nodes, self.in_edges, self.out_edges
+        other._start()
+        return other
+
+    def _start(self) -> None:
         self._unresolved = {nid: len(edges) for nid, edges in self.in_edges.items()}
         self._dead_ports: dict[str, set[str]] = {nid: set() for nid in self.nodes}
         # The values that reached each node, by input port.

@@ -1,5 +1,6 @@
 """Ownership fencing, lost dispatches, cache expiry and pruning, SQLite under concurrent runs."""
 
+import json
 import threading
 import time
 import uuid
@@ -330,3 +331,29 @@ def test_node_run_ids_are_uuids_that_sort_in_the_order_they_were_made():
     assert sorted(ids) == ids
     assert {(i.version, i.variant) for i in ids} == {(7, uuid.RFC_4122)}
     assert abs((ids[0].int >> 80) - time.time_ns() // 1_000_000) < 60_000
+
+
+def test_runs_of_one_snapshot_share_its_plan_and_start_afresh(user):
+    from workflows.engine import plan_of
+    from workflows.lease import ClaimedRun
+
+    execution = _small_run(user)
+    text = json.dumps(Execution.objects.get(pk=execution.pk).snapshot)
+    claimed = ClaimedRun(
+        owner_id=user.pk, inputs={}, raw_snapshot=text, cancel_requested=False, last_seq=1
+    )
+    nodes, types, configs, first = plan_of(claimed)
+    (ready,) = first.initially_ready()
+    first.produced(ready, {"text": "hi"}, status="succeeded")
+    again = plan_of(claimed)
+    assert again[0] is nodes
+    assert again[2] is configs
+    second = again[3]
+    assert second is not first
+    assert second.status == {}
+    assert second.outputs == {}
+    assert second.initially_ready() == [ready]
+    assert all(inputs == {} for inputs in second.inputs.values())
+    # Each run of the graph gets the same answers.
+    assert ExecutionRunner(execution.id).run() == "succeeded"
+    assert run_graph(Execution.objects.get(pk=execution.pk).graph).outputs == {"o": "hi"}
