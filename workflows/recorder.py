@@ -19,16 +19,13 @@ one thread.
 
 from __future__ import annotations
 
-import itertools
-import os
-import random
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from uuid6 import uuid7
 
 from canvas.core import events
 from workflows.cache import cache_lookup, cache_prune_maybe, cache_row, cache_rows_write
@@ -64,35 +61,15 @@ KEPT_STATUSES = (
 )
 
 
-_id_state: tuple[int, random.Random, itertools.count] | None = None
-
-
 def ordered_id() -> uuid.UUID:
-    """A node run's id: a UUID (version 7 layout) that starts with the time in milliseconds
-    and then a per-process counter, so ids made together sort together.
+    """A node run's id: a UUID version 7 (RFC 9562: the time in milliseconds, then random
+    bits), from the ``uuid6`` package until Python 3.14's ``uuid.uuid7``; ids made together
+    sort together.
 
     The rows' primary key index then grows at its end: a flush's node runs land in one or two
     of its pages instead of one random page each (uuid4), fewer pages to write per commit.
-    The counter starts at a random value and the last 32 bits are random (per process, reseeded
-    after a fork), so processes do not collide.
     """
-    global _id_state
-    pid = os.getpid()
-    if _id_state is None or _id_state[0] != pid:
-        rng = random.Random(os.urandom(16))  # noqa: S311 - ids, not secrets
-        _id_state = (pid, rng, itertools.count(rng.getrandbits(40)))
-    _pid, rng, counter = _id_state
-    ms = time.time_ns() // 1_000_000
-    tail = ((next(counter) & ((1 << 42) - 1)) << 32) | rng.getrandbits(32)
-    # 48 bits of time, version 7, 12 bits of tail, variant 0b10, the tail's last 62 bits.
-    value = (
-        (ms & ((1 << 48) - 1)) << 80
-        | 7 << 76
-        | (tail >> 62) << 64
-        | 0b10 << 62
-        | (tail & ((1 << 62) - 1))
-    )
-    return uuid.UUID(int=value)
+    return uuid7()
 
 
 class LostOwnership(Exception):
