@@ -170,7 +170,12 @@ def plan_of(claimed: ClaimedRun) -> tuple[dict[str, dict], dict, dict, Scheduler
     return nodes, types, configs, schedule.fresh()
 
 
-class ExecutionRunner:
+class ClaimedRunner:
+    """How a runner comes to own a run, and what becomes of a run that fails outside its
+    nodes: claimed (or read queued and claimed by its first flush), watched for a cancel,
+    and an engine error recorded as the run's failure. ``ExecutionRunner`` is the run itself
+    (``_load``, ``_main``)."""
+
     def __init__(self, execution_id: uuid.UUID | str, *, worker_id: str | None = None):
         self.execution_id = uuid.UUID(str(execution_id))
         self.worker_id = worker_id or new_worker_id()
@@ -195,7 +200,7 @@ class ExecutionRunner:
                 return self._run(queued, claim_at=now)
             except NotClaimed:
                 logger.debug("execution %s: claimed elsewhere first", self.execution_id)
-                return ExecutionRunner(self.execution_id, worker_id=self.worker_id)._claim_run()
+                return type(self)(self.execution_id, worker_id=self.worker_id)._claim_run()
         return self._claim_run(now)
 
     def _claim_run(self, now=None) -> str | None:
@@ -251,6 +256,11 @@ class ExecutionRunner:
         stale = now - timedelta(seconds=settings.WORKFLOW_STALE_AFTER)
         claimed = claim_execution(self.execution_id, worker=self.worker_id, now=now, stale=stale)
         return claimed is not None
+
+
+class ExecutionRunner(ClaimedRunner):
+    """One run's coordinator: loads its plan, runs cheap nodes inline and slow ones in the
+    node pool, and writes what happens through its ``RunRecorder``."""
 
     def _load(self, claimed: ClaimedRun, *, claim_at=None) -> None:
         self.owner_id = claimed.owner_id
