@@ -121,6 +121,17 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
     # run's flush binds ~400 values (10 nodes), and the client-side quoting was 14 % of the
     # serving process's CPU over PostgreSQL (py-spy). Django supports it since 4.2.
     _db["OPTIONS"]["server_side_binding"] = env.bool("DATABASE_SERVER_SIDE_BINDING", default=True)
+    # Statements run again on a connection are prepared by the server after this many runs
+    # (psycopg's own default, 5), so PostgreSQL parses and plans them once per connection: a
+    # run's repeated statements cost the server half the CPU (8.4-9.9 -> 4.7-5.0 ms of the
+    # server's CPU per 10-node run, docs/benchmarks.md). Django turns it off by default for
+    # transaction-pooling proxies; this process's pool holds its connections itself. Empty:
+    # off, for a pgbouncer in transaction mode older than 1.21.
+    _db["OPTIONS"]["prepare_threshold"] = (
+        env.int("DATABASE_PREPARE_THRESHOLD", default=5)
+        if env.str("DATABASE_PREPARE_THRESHOLD", default="5")
+        else None
+    )
 elif _db["ENGINE"] == "django.db.backends.sqlite3":
     _db["ENGINE"] = "canvas.sqlite"
     # WAL lets readers run beside the one writer; synchronous=NORMAL drops the fsync per

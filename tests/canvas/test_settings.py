@@ -78,6 +78,17 @@ def test_production_urls_select_postgres_pool_and_redis_layer():
     assert events_layer == "'canvas.core.layers.SharedRedisPubSubChannelLayer'"
 
 
+@pytest.mark.parametrize(("value", "expected"), [(None, "5"), ("20", "20"), ("", "None")])
+def test_postgres_statements_are_prepared_unless_turned_off(value, expected):
+    # The server parses and plans a statement run again once per connection (psycopg's
+    # threshold); empty turns it off, for a transaction-pooling proxy.
+    env = dict(PRODUCTION_ENV)
+    if value is not None:
+        env["DATABASE_PREPARE_THRESHOLD"] = value
+    (threshold,) = read_settings("s.DATABASES['default']['OPTIONS']['prepare_threshold']", **env)
+    assert threshold == expected
+
+
 @pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "CRYPTOGRAPHY_KEY"])
 def test_secrets_are_required_outside_debug(missing):
     env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
