@@ -56,6 +56,11 @@ SWEEP_SECONDS = 0.05
 # 25-27 us with it (bench/stream_read_cpu.py). A token waits at most this long more, against
 # the 20 ms that node.token messages are coalesced over.
 GATHER_SECONDS = 0.004
+# ... when at least this many bodies are open: one stream, or a few, gain nothing from the
+# pause (their selects report one socket anyway) and their tokens would wait it: a token
+# every 2 ms took 10.1 ms to a socket with it, against 3.9 ms without (p50,
+# bench/realtime.py, 01:12).
+GATHER_BODIES = 4
 
 OnData = Callable[[bytes], bool]
 OnEnd = Callable[[], None]
@@ -279,7 +284,7 @@ class StreamReader:
                 self._read(body)
         if self._bodies and time.monotonic() >= self._next_sweep:
             self._sweep()
-        if ready and self._bodies:
+        if ready and len(self._bodies) >= GATHER_BODIES:
             time.sleep(GATHER_SECONDS)
 
     def _take_arrivals(self) -> None:

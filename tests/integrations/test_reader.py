@@ -226,9 +226,12 @@ def test_framings(raw_server, name, response, kwargs):
     client.close()
 
 
-def test_the_reader_gathers_what_arrives_between_its_turns(raw_server, monkeypatch):
+@pytest.mark.parametrize("gathering", [True, False])
+def test_the_reader_gathers_what_arrives_between_its_turns(raw_server, monkeypatch, gathering):
     # A body written in ~150 small pieces, a millisecond apart: after each turn that read, the
-    # reader sleeps GATHER_SECONDS, and its next read takes every piece that came meanwhile.
+    # reader sleeps GATHER_SECONDS, and its next read takes every piece that came meanwhile;
+    # unless fewer than GATHER_BODIES bodies are open (one stream gains nothing from the pause
+    # and its tokens would wait it): then it reads each piece as it comes.
     chunked = b"".join(b"%x\r\n%s\r\n" % (len(line), line) for line in BODY.splitlines(True))
     response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked + b"0\r\n\r\n"
     pieces = len(response) // 2
@@ -241,12 +244,16 @@ def test_the_reader_gathers_what_arrives_between_its_turns(raw_server, monkeypat
 
     monkeypatch.setattr(reader.Body, "feed", counted)
     monkeypatch.setattr(reader, "GATHER_SECONDS", 0.05)
+    monkeypatch.setattr(reader, "GATHER_BODIES", 1 if gathering else 2)
     server = raw_server(response, pieces=2, close=False)
     client = OllamaClient(base_url=server.url, read_timeout=5)
     items, threads = pump(client.chat_stream(model=MODEL, messages=HI))
     assert items[:-1] == ["fr", "amed"]
     assert threads == {"stream-reader"}
-    assert len(feeds) < pieces / 4, (len(feeds), pieces)
+    if gathering:
+        assert len(feeds) < pieces / 4, (len(feeds), pieces)
+    else:
+        assert len(feeds) > pieces / 2, (len(feeds), pieces)
     client.close()
 
 
