@@ -28,7 +28,7 @@ And the objects that exist when the server starts (Django, the apps, the URLconf
 them) live as long as the process, yet each of the collector's full collections walked them
 all again: ~90 ms with the serving loop stopped, about once every 500 small runs (measured
 with ``gc.callbacks`` while 8 clients looped 3-node runs). The server freezes them
-(``gc.freeze``) before it serves: a full collection then walks only what came after, ~7 ms.
+(``gc.freeze``) before it serves: a full collection then walks only what came after, ~20 ms.
 
 ``make run`` and the test suite's live servers start this; production runs it in place of the
 ``daphne`` command. (The module name starts with ``daphne`` on purpose: the recovery loop
