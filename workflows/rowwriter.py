@@ -135,7 +135,10 @@ class _Plan:
 
 
 def _model_of(table: str):
-    return next(m for m in apps.get_models() if m._meta.db_table == table)
+    for model in apps.get_models():
+        if model._meta.db_table == table:
+            return model
+    raise LookupError(f"No installed model has the table {table!r}.")
 
 
 def _base_type(db_type: str) -> str:
