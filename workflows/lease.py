@@ -34,6 +34,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from canvas.core.modelrows import prepared
 from integrations.cancellation import CancelFlags
 from workflows.models import Execution, ExecutionEvent, ExecutionStatus
 
@@ -53,11 +54,6 @@ class ClaimedRun:
         return _json(self.raw_snapshot)
 
 
-# Statements by (database vendor, what they set): built once per process from the models'
-# columns (identifiers come from the models, never from input; values are parameters).
-_statements: dict[tuple, str] = {}
-
-
 def _column(conn, name: str) -> str:
     return conn.ops.quote_name(Execution._meta.get_field(name).column)
 
@@ -71,11 +67,10 @@ def _json(value: Any) -> Any:
 
 
 def _statement(conn, key: tuple, build) -> str:
-    memo_key = (conn.vendor, *key)
-    sql = _statements.get(memo_key)
-    if sql is None:
-        sql = _statements[memo_key] = build(conn)
-    return sql
+    """The statement ``key`` names (what it does and the columns it sets), built once per
+    database from the models' columns (canvas.core.modelrows.prepared): identifiers come
+    from the models, never from input; values are parameters."""
+    return prepared(build, using=conn.alias, key=(__name__, *key))[1]
 
 
 def _last_seq_sql(conn) -> str:

@@ -192,6 +192,9 @@ def select_json(sql: str, params: Sequence[Any]) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
+_DATETIME_ADAPTERS = {sqlite: _adapters([DATETIME], sqlite=sqlite)[0] for sqlite in (True, False)}
+
+
 def adapt_datetime(value: datetime) -> Any:
-    adapt = _adapters([DATETIME], sqlite=connections[DEFAULT_DB_ALIAS].vendor == "sqlite")[0]
-    return adapt(value)
+    """``value`` as the row writer sends a DATETIME column's value to the default database."""
+    return _DATETIME_ADAPTERS[connections[DEFAULT_DB_ALIAS].vendor == "sqlite"](value)

@@ -10,7 +10,7 @@ would apply, so every backend gives the instance ``QuerySet.get`` gives.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -19,16 +19,22 @@ from django.db.models import Model
 # By (builder, database alias). Not by connection: under ASGI each request's context gets a
 # connection object of its own. A statement and its converters depend on the backend and the
 # settings only (a converter is given the connection it converts for).
-_memo: dict[tuple[Callable, str], Any] = {}
+_memo: dict[tuple[Hashable, str], Any] = {}
 
 
-def prepared(builder: Callable[[Any], Any], *, using: str = DEFAULT_DB_ALIAS) -> tuple[Any, Any]:
-    """``(connection, builder(connection))``, ``builder`` called once per database alias."""
+def prepared(
+    builder: Callable[[Any], Any], *, using: str = DEFAULT_DB_ALIAS, key: Hashable | None = None
+) -> tuple[Any, Any]:
+    """``(connection, builder(connection))``, ``builder`` called once per database alias.
+
+    ``key`` names the result instead of ``builder`` itself, for a builder made per call (a
+    closure over the columns a statement sets): the first one made for a key is called.
+    """
     connection = connections[using]
-    key = (builder, using)
-    value = _memo.get(key)
+    memo_key = (builder if key is None else key, using)
+    value = _memo.get(memo_key)
     if value is None:
-        value = _memo[key] = builder(connection)
+        value = _memo[memo_key] = builder(connection)
     return connection, value
 
 

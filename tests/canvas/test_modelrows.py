@@ -36,6 +36,23 @@ def test_a_builder_runs_once_for_every_connection_of_the_database():
     assert len({id(connection) for connection, _ in seen}) >= 2
 
 
+def test_builders_made_per_call_are_kept_by_their_key():
+    built = []
+
+    def builder_for(columns):
+        def build(connection):
+            built.append(columns)
+            return f"UPDATE t SET {', '.join(columns)}"
+
+        return build
+
+    first = prepared(builder_for(("a", "b")), key=("test-modelrows", "a", "b"))[1]
+    again = prepared(builder_for(("a", "b")), key=("test-modelrows", "a", "b"))[1]
+    other = prepared(builder_for(("c",)), key=("test-modelrows", "c"))[1]
+    assert (first, again, other) == ("UPDATE t SET a, b", "UPDATE t SET a, b", "UPDATE t SET c")
+    assert built == [("a", "b"), ("c",)]  # the second closure for ("a", "b") was not called
+
+
 def test_reads_from_other_threads_connections_use_the_prepared_converters(user):
     from rest_framework.authtoken.models import Token
 
