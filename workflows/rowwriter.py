@@ -2,8 +2,9 @@
 
 ``bulk_create`` spends ~10 µs per value in field preparation; a 5,000-node run writes ~20,000
 rows, so the engine adapts its few column kinds itself and sends multi-row ``VALUES``
-statements (SQLite), or on PostgreSQL one ``INSERT … SELECT * FROM unnest(<one array per
-column>)`` whatever the number of rows. Call inside the flush transaction.
+statements; on PostgreSQL a batch of more than ``COLUMNAR_ABOVE`` values goes as one
+``INSERT … SELECT * FROM unnest(<one array per column>)`` whatever its number of rows. Call
+inside the flush transaction.
 """
 
 from __future__ import annotations
