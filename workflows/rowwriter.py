@@ -19,6 +19,8 @@ from typing import Any
 from django.apps import apps
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from canvas.core.modelrows import prepared
+
 UUID, DATETIME, JSON, PLAIN = "uuid", "datetime", "json", "plain"
 
 
@@ -58,8 +60,9 @@ COLUMNAR_ABOVE = 50
 
 
 class _Plan:
-    """One INSERT's text, row size and value adapters for a backend, built once per process
-    (``insert_rows`` runs several times per run: the text and the adapters are the same)."""
+    """One INSERT's text, row size and value adapters for a backend, built once per database
+    (``canvas.core.modelrows.prepared``; ``insert_rows`` runs several times per run: the text
+    and the adapters are the same)."""
 
     def __init__(self, conn, table, columns, ignore_conflicts, upsert_on):
         qn = conn.ops.quote_name
@@ -147,9 +150,6 @@ def _base_type(db_type: str) -> str:
     return re.sub(r"\(.*?\)", "", db_type).strip()
 
 
-_plans: dict[tuple, _Plan] = {}
-
-
 def insert_rows(
     table: str,
     columns: Sequence[tuple[str, str]],
@@ -166,11 +166,10 @@ def insert_rows(
     rows = list(rows)
     if not rows:
         return
-    conn = connections[DEFAULT_DB_ALIAS]
-    key = (conn.vendor, table, tuple(columns), ignore_conflicts, upsert_on)
-    plan = _plans.get(key)
-    if plan is None:
-        plan = _plans[key] = _Plan(conn, table, columns, ignore_conflicts, upsert_on)
+    conn, plan = prepared(
+        lambda c: _Plan(c, table, columns, ignore_conflicts, upsert_on),
+        key=(__name__, table, tuple(columns), ignore_conflicts, upsert_on),
+    )
     if plan.key is not None:
         # One statement may not touch a row twice (PostgreSQL refuses): of rows with the same
         # key, the last wins, as it would row by row.

@@ -70,7 +70,7 @@ def execution_snapshot_for_user(
     _, ((node_id, converters),) = prepared(_node_id_column)
     params = [user.pk, Execution._meta.pk.get_db_prep_value(execution_id, connection)]
     with connection.cursor() as cursor:
-        cursor.execute(_snapshot_sql(connection.vendor, with_nodes), params)
+        cursor.execute(_snapshot_sql(with_nodes), params)
         rows = cursor.fetchall()
     if not rows:
         raise NotFoundError("Execution not found.")
@@ -87,9 +87,14 @@ def execution_snapshot_for_user(
     return {"status": status, "nodes": nodes, "last_seq": last_seq}
 
 
-@functools.cache
-def _snapshot_sql(vendor: str, with_nodes: bool) -> str:
-    # ``vendor`` keys the cache: the quoting is the backend's.
+def _snapshot_sql(with_nodes: bool) -> str:
+    return prepared(
+        functools.partial(_build_snapshot_sql, with_nodes=with_nodes),
+        key=(__name__, "snapshot", with_nodes),
+    )[1]
+
+
+def _build_snapshot_sql(connection, *, with_nodes: bool) -> str:
     qn = connection.ops.quote_name
     execution, event, node_run = Execution._meta, ExecutionEvent._meta, NodeRun._meta
     executions, events, node_runs = (qn(m.db_table) for m in (execution, event, node_run))
@@ -136,7 +141,7 @@ def execution_events_after(
         limit,
     ]
     with connection.cursor() as cursor:
-        cursor.execute(_events_after_sql(connection.vendor), params)
+        cursor.execute(prepared(_events_after_sql)[1], params)
         raw_rows = cursor.fetchall()
     rows = []
     for raw in raw_rows:
@@ -157,9 +162,7 @@ def _stored_columns(connection) -> list[tuple[Any, list]]:
     return column_converters(connection, ExecutionEvent, STORED_FIELDS)
 
 
-@functools.cache
-def _events_after_sql(vendor: str) -> str:
-    # ``vendor`` keys the cache: the quoting is the backend's.
+def _events_after_sql(connection) -> str:
     qn = connection.ops.quote_name
     meta = ExecutionEvent._meta
     table = qn(meta.db_table)
