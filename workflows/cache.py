@@ -21,7 +21,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from workflows.models import NodeOutputCache
-from workflows.rowwriter import DATETIME, JSON, PLAIN, adapt_datetime, insert_rows, select_json
+from workflows.rowwriter import DATETIME, JSON, PLAIN, Writes, adapt_datetime, select_json
 
 # Identifiers from the model, values as parameters.
 CACHE_LOOKUP_SQL = (
@@ -60,12 +60,10 @@ def cache_row(
     return (key, owner_id, node_type, outputs, size, now, expires)
 
 
-def cache_rows_write(rows: list[tuple[Any, ...]]) -> None:
-    """Store ``rows``; a key that exists (an expired entry) takes the new values.
-
-    Precondition: inside the flush transaction.
-    """
-    insert_rows(NodeOutputCache._meta.db_table, CACHE_COLUMNS, rows, upsert_on="key")
+def cache_rows_write(rows: list[tuple[Any, ...]], writes: Writes) -> None:
+    """Store ``rows`` with ``writes`` (the engine's flush); a key that exists (an expired
+    entry) takes the new values."""
+    writes.insert(NodeOutputCache._meta.db_table, CACHE_COLUMNS, rows, upsert_on="key")
 
 
 _writes_since_prune = 0

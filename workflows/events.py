@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -29,7 +30,7 @@ from canvas.core.events import NODE_TOKEN, execution_topic
 from canvas.core.publisher import Event, publish_events_on_commit, publish_on_commit
 from canvas.core.realtime import event_message, timestamp
 from workflows.models import ExecutionEvent
-from workflows.rowwriter import DATETIME, JSON, PLAIN, UUID, insert_rows
+from workflows.rowwriter import DATETIME, JSON, PLAIN, UUID, Writes
 
 EVENT_COLUMNS = (
     ("execution_id", UUID),
@@ -119,20 +120,18 @@ class EventLog:
     def pending(self) -> int:
         return len(self._pending)
 
-    def write(self) -> None:
-        """Store the buffered events; publish them when the surrounding transaction commits.
-
-        Precondition: inside ``transaction.atomic`` (the engine's flush).
-        """
+    def write(self, writes: Writes) -> None:
+        """Add the buffered events to ``writes`` (the engine's flush, a run's creation); they
+        are published once it commits."""
         if not self._pending:
             return
         rows, self._pending = self._pending, []
-        insert_rows(
+        writes.insert(
             ExecutionEvent._meta.db_table,
             EVENT_COLUMNS,
             ((r.execution_id, r.seq, r.event, r.data, r.ts) for r in rows),
         )
-        _publish_on_commit(self.execution_id, rows)
+        writes.on_commit(partial(_publish_on_commit, self.execution_id, rows))
 
 
 class TokenStream:

@@ -17,6 +17,10 @@ the ORM's query compilation costs more than the database's work on them (≈ 0.3
 - ``update_owned_execution``: changes the row only while ``worker`` is this runner and the
   run is ``running``; no row changed means the run was taken over or ended elsewhere.
 
+The engine's flush sends the last two as the fence of its ``workflows.rowwriter.Writes``
+(``claim_queued_statement``, ``owned_execution_statement``): on PostgreSQL in the same
+statement as the rows they guard.
+
 ``run_flags`` is how the process's cancel watcher (``integrations.cancellation``) reads the
 ``cancel_requested`` flag a cancel from any process sets on the runs this process owns.
 
@@ -169,13 +173,12 @@ def read_queued(execution_id: uuid.UUID) -> ClaimedRun | None:
         return _claimed(cursor.fetchone())
 
 
-def claim_queued(
+def claim_queued_statement(
     execution_id: uuid.UUID, *, worker: str, started: datetime, last_seq: int, **fields: Any
-) -> bool:
-    """Claim a run ``read_queued`` read and set ``fields`` on it (``status`` defaults to
-    ``running``), if it is still queued, not cancelled and its last event is ``last_seq``;
-    True when it did. Call inside the transaction that writes what the claimer did meanwhile.
-    """
+) -> tuple[str, list[Any]]:
+    """The UPDATE that claims a run ``read_queued`` read and sets ``fields`` on it (``status``
+    defaults to ``running``), if it is still queued, not cancelled and its last event is
+    ``last_seq``: a fence for ``workflows.rowwriter.Writes``."""
     conn = connections[DEFAULT_DB_ALIAS]
     fields = {"status": ExecutionStatus.RUNNING.value, **fields}
 
@@ -200,13 +203,26 @@ def claim_queued(
         _prep(conn, "cancel_requested", False),
         last_seq,
     ]
-    with conn.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount == 1
+    return sql, params
 
 
-def update_owned_execution(execution_id: uuid.UUID, *, worker: str, **fields: Any) -> bool:
-    """Set ``fields`` on the run if ``worker`` still owns it; True when it did."""
+def claim_queued(
+    execution_id: uuid.UUID, *, worker: str, started: datetime, last_seq: int, **fields: Any
+) -> bool:
+    """Run ``claim_queued_statement``; True when it claimed the run. Call inside the
+    transaction that writes what the claimer did meanwhile."""
+    return _changed_one(
+        claim_queued_statement(
+            execution_id, worker=worker, started=started, last_seq=last_seq, **fields
+        )
+    )
+
+
+def owned_execution_statement(
+    execution_id: uuid.UUID, *, worker: str, **fields: Any
+) -> tuple[str, list[Any]]:
+    """The UPDATE that sets ``fields`` on the run if ``worker`` still owns it: a fence for
+    ``workflows.rowwriter.Writes``."""
     conn = connections[DEFAULT_DB_ALIAS]
 
     def build(c) -> str:
@@ -220,8 +236,17 @@ def update_owned_execution(execution_id: uuid.UUID, *, worker: str, **fields: An
     sql = _statement(conn, ("owned", *fields), build)
     params = [_prep(conn, name, value) for name, value in fields.items()]
     params += [_prep(conn, "id", execution_id), worker, ExecutionStatus.RUNNING.value]
-    with conn.cursor() as cursor:
-        cursor.execute(sql, params)
+    return sql, params
+
+
+def update_owned_execution(execution_id: uuid.UUID, *, worker: str, **fields: Any) -> bool:
+    """Set ``fields`` on the run if ``worker`` still owns it; True when it did."""
+    return _changed_one(owned_execution_statement(execution_id, worker=worker, **fields))
+
+
+def _changed_one(statement: tuple[str, list[Any]]) -> bool:
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute(*statement)
         return cursor.rowcount == 1
 
 

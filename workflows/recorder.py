@@ -2,14 +2,15 @@
 
 One ``RunRecorder`` per claimed run, used only by its runner's coordinator thread. Each
 ``node_*`` method changes the node's working copy (``RunState``) and numbers the event it
-reports; ``flush`` stores everything changed since the last one in one short transaction:
+reports; ``flush`` stores everything changed since the last one in one short transaction,
+sent as one statement on PostgreSQL (``workflows.rowwriter.Writes``):
 
 - the execution row first, fenced: its ``heartbeat_at`` (and the final fields at the end) is
   written only where ``worker`` is this runner and ``status`` is ``running``. No row matched
   means the run was taken over or ended elsewhere: ``LostOwnership``, and nothing else is
   written. A recorder made with ``claim_at`` has not claimed its run yet: its first flush
-  claims it (``workflows.lease.claim_queued``) with the same fields, and a claim that fails
-  raises ``NotClaimed`` and rolls the flush back;
+  claims it (``workflows.lease.claim_queued_statement``) with the same fields, and a claim
+  that fails raises ``NotClaimed`` and writes nothing;
 - new node runs as multi-row inserts, changed ones as updates;
 - the output cache's new rows; the numbered events (published once the transaction commits).
 
@@ -30,9 +31,9 @@ from uuid6 import uuid7
 from canvas.core import events
 from workflows.cache import cache_lookup, cache_prune_maybe, cache_row, cache_rows_write
 from workflows.events import EventLog, event_record
-from workflows.lease import claim_queued, update_owned_execution
+from workflows.lease import claim_queued_statement, owned_execution_statement
 from workflows.models import Execution, ExecutionStatus, NodeRun, NodeRunStatus
-from workflows.rowwriter import DATETIME, JSON, PLAIN, UUID, insert_rows
+from workflows.rowwriter import DATETIME, JSON, PLAIN, UUID, Writes
 
 NODE_RUN_COLUMNS = (
     ("id", UUID),
@@ -47,6 +48,19 @@ NODE_RUN_COLUMNS = (
     ("error", PLAIN),
     ("attempts", PLAIN),
     ("queued_at", DATETIME),
+    ("started_at", DATETIME),
+    ("finished_at", DATETIME),
+    ("usage", JSON),
+    ("cache_key", PLAIN),
+)
+# What a flush sets on a node run stored by an earlier one, by its id (first).
+NODE_RUN_UPDATE_COLUMNS = (
+    ("id", UUID),
+    ("status", PLAIN),
+    ("inputs", JSON),
+    ("outputs", JSON),
+    ("error", PLAIN),
+    ("attempts", PLAIN),
     ("started_at", DATETIME),
     ("finished_at", DATETIME),
     ("usage", JSON),
@@ -120,6 +134,21 @@ class RunState:
             usage=row.usage,
             cache_key=row.cache_key,
             stored=True,
+        )
+
+    def as_update_row(self) -> tuple:
+        """The values in ``NODE_RUN_UPDATE_COLUMNS`` order."""
+        return (
+            self.id,
+            self.status,
+            self.inputs,
+            self.outputs,
+            self.error,
+            self.attempts,
+            self.started_at,
+            self.finished_at,
+            self.usage,
+            self.cache_key,
         )
 
     def as_row(self, now) -> tuple:
@@ -333,40 +362,35 @@ class RunRecorder:
         fields: dict[str, Any] = {"heartbeat_at": now}
         if final:
             fields.update(final)
-        with transaction.atomic():
-            if self._claim is not None:
-                started, last_seq = self._claim
-                if not claim_queued(
-                    self.execution_id,
-                    worker=self.worker_id,
-                    started=started,
-                    last_seq=last_seq,
-                    **fields,
-                ):
-                    raise NotClaimed
-            elif not update_owned_execution(self.execution_id, worker=self.worker_id, **fields):
-                raise LostOwnership
-            if self._new:
-                insert_rows(
-                    NodeRun._meta.db_table, NODE_RUN_COLUMNS, (r.as_row(now) for r in self._new)
-                )
-                for run in self._new:
-                    run.stored = True
-            for run in self._dirty.values():
-                NodeRun.objects.filter(pk=run.id).update(
-                    status=run.status,
-                    inputs=run.inputs,
-                    outputs=run.outputs,
-                    error=run.error,
-                    attempts=run.attempts,
-                    started_at=run.started_at,
-                    finished_at=run.finished_at,
-                    usage=run.usage,
-                    cache_key=run.cache_key,
-                )
-            if self._cache_rows:
-                cache_rows_write(self._cache_rows)
-            self.log.write()
+        if self._claim is not None:
+            started, last_seq = self._claim
+            fence = claim_queued_statement(
+                self.execution_id,
+                worker=self.worker_id,
+                started=started,
+                last_seq=last_seq,
+                **fields,
+            )
+        else:
+            fence = owned_execution_statement(self.execution_id, worker=self.worker_id, **fields)
+        writes = Writes(fence=fence)
+        if self._new:
+            writes.insert(
+                NodeRun._meta.db_table, NODE_RUN_COLUMNS, (r.as_row(now) for r in self._new)
+            )
+        if self._dirty:
+            writes.update(
+                NodeRun._meta.db_table,
+                NODE_RUN_UPDATE_COLUMNS,
+                (r.as_update_row() for r in self._dirty.values()),
+            )
+        if self._cache_rows:
+            cache_rows_write(self._cache_rows, writes)
+        self.log.write(writes)
+        if not writes.run():
+            raise NotClaimed if self._claim is not None else LostOwnership
+        for run in self._new:
+            run.stored = True
         self._claim = None
         self._new = []
         self._dirty = {}

@@ -1,10 +1,12 @@
-"""Plain multi-row INSERTs for the engine's flush (node runs, events, cache rows).
+"""Plain multi-row INSERTs and UPDATEs for the engine's flush (node runs, events, cache rows).
 
 ``bulk_create`` spends ~10 µs per value in field preparation; a 5,000-node run writes ~20,000
 rows, so the engine adapts its few column kinds itself and sends multi-row ``VALUES``
 statements; on PostgreSQL a batch of more than ``COLUMNAR_ABOVE`` values goes as one
-``INSERT … SELECT * FROM unnest(<one array per column>)`` whatever its number of rows. Call
-inside the flush transaction.
+``INSERT … SELECT * FROM unnest(<one array per column>)`` whatever its number of rows.
+
+``Writes`` gathers the statements that commit together (a flush, a run's creation) and sends
+them as one statement on PostgreSQL, one transaction elsewhere.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from django.apps import apps
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from canvas.core.modelrows import prepared
 
@@ -57,6 +59,8 @@ BATCH_ROWS = 500
 # one for any number of rows, parsed once and prepared. Below it, psycopg's cached VALUES
 # are cheaper (its array dumpers inspect each list).
 COLUMNAR_ABOVE = 50
+# The name of a fenced ``Writes``' fence in its statement.
+FENCE = "fence"
 
 
 class _Plan:
@@ -101,14 +105,24 @@ class _Plan:
                 f"%b::{_base_type(fields[name].db_type(conn))}[]" for name, _ in columns
             )
             self.unnest = f"{self.head}SELECT * FROM unnest({arrays}){self.conflict}"  # noqa: S608
+            # The same, writing its rows only if the fence of ``Writes`` changed its row.
+            self.fenced = (
+                f"{self.head}SELECT * FROM unnest({arrays}) "  # noqa: S608
+                f"WHERE EXISTS (SELECT 1 FROM {FENCE}){self.conflict}"
+            )
             self.per_statement = BATCH_ROWS * 10
         else:
             cap = conn.ops.bulk_batch_size(kinds, [None] * BATCH_ROWS)
             self.per_statement = max(1, min(BATCH_ROWS, cap))
         self._sql: dict[int, str] = {}
 
-    def statement(self, batch: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
-        """The SQL and parameters that insert ``batch``."""
+    def statement(
+        self, batch: Sequence[Sequence[Any]], *, fenced: bool = False
+    ) -> tuple[str, list[Any]]:
+        """The SQL and parameters that insert ``batch`` (``fenced``: PostgreSQL's member of
+        a fenced ``Writes``)."""
+        if fenced:
+            return self.fenced, self._columns(batch)
         if self.unnest is not None and len(batch) * self.width > COLUMNAR_ABOVE:
             return self.unnest, self._columns(batch)
         return self._values_sql(len(batch)), self._values(batch)
@@ -150,6 +164,33 @@ def _base_type(db_type: str) -> str:
     return re.sub(r"\(.*?\)", "", db_type).strip()
 
 
+def _insert_statements(
+    table: str,
+    columns: Sequence[tuple[str, str]],
+    rows: Iterable[Sequence[Any]],
+    *,
+    ignore_conflicts: bool = False,
+    upsert_on: str | None = None,
+    fenced: bool = False,
+) -> list[tuple[str, list[Any]]]:
+    rows = list(rows)
+    if not rows:
+        return []
+    _conn, plan = prepared(
+        lambda c: _Plan(c, table, columns, ignore_conflicts, upsert_on),
+        key=(__name__, table, tuple(columns), ignore_conflicts, upsert_on),
+    )
+    if plan.key is not None:
+        # One statement may not touch a row twice (PostgreSQL refuses): of rows with the same
+        # key, the last wins, as it would row by row.
+        rows = list({row[plan.key]: row for row in rows}.values())
+    per_statement = plan.per_statement
+    return [
+        plan.statement(rows[start : start + per_statement], fenced=fenced)
+        for start in range(0, len(rows), per_statement)
+    ]
+
+
 def insert_rows(
     table: str,
     columns: Sequence[tuple[str, str]],
@@ -163,22 +204,155 @@ def insert_rows(
     ``upsert_on``: a unique column; a row that exists is overwritten with the new values.
     Rows go in multi-row ``VALUES`` statements of up to ``BATCH_ROWS`` rows.
     """
-    rows = list(rows)
-    if not rows:
-        return
-    conn, plan = prepared(
-        lambda c: _Plan(c, table, columns, ignore_conflicts, upsert_on),
-        key=(__name__, table, tuple(columns), ignore_conflicts, upsert_on),
+    statements = _insert_statements(
+        table, columns, rows, ignore_conflicts=ignore_conflicts, upsert_on=upsert_on
     )
-    if plan.key is not None:
-        # One statement may not touch a row twice (PostgreSQL refuses): of rows with the same
-        # key, the last wins, as it would row by row.
-        rows = list({row[plan.key]: row for row in rows}.values())
-    per_statement = plan.per_statement
-    with conn.cursor() as cursor:
-        for start in range(0, len(rows), per_statement):
-            batch = rows[start : start + per_statement]
-            cursor.execute(*plan.statement(batch))
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        for sql, params in statements:
+            cursor.execute(sql, params)
+
+
+class _UpdatePlan:
+    """One UPDATE of rows by their key for a backend: PostgreSQL's sets every row from one
+    array per column (``UPDATE … FROM unnest(…)``), other backends' one row a statement."""
+
+    def __init__(self, conn, table, columns):
+        qn = conn.ops.quote_name
+        names = [qn(name) for name, _ in columns]
+        key, changed = names[0], names[1:]
+        self.adapt = [
+            (index, f)
+            for index, f in enumerate(
+                _adapters([kind for _, kind in columns], sqlite=conn.vendor == "sqlite")
+            )
+            if f is not None
+        ]
+        self.columnar = conn.vendor == "postgresql"
+        if self.columnar:
+            fields = {f.column: f for f in _model_of(table)._meta.concrete_fields}
+            arrays = ", ".join(
+                f"%b::{_base_type(fields[name].db_type(conn))}[]" for name, _ in columns
+            )
+            sets = ", ".join(f"{name} = v.{name}" for name in changed)
+            self.sql = (
+                f"UPDATE {qn(table)} AS t SET {sets} FROM unnest({arrays}) "  # noqa: S608
+                f"AS v({', '.join(names)}) WHERE t.{key} = v.{key}"
+            )
+            self.fenced = f"{self.sql} AND EXISTS (SELECT 1 FROM {FENCE})"  # noqa: S608
+        else:
+            sets = ", ".join(f"{name} = %s" for name in changed)
+            self.sql = f"UPDATE {qn(table)} SET {sets} WHERE {key} = %s"  # noqa: S608
+
+    def statements(self, rows, *, fenced: bool) -> list[tuple[str, list[Any]]]:
+        adapted = []
+        for row in rows:
+            values = list(row)
+            for index, f in self.adapt:
+                values[index] = f(values[index])
+            adapted.append(values)
+        if self.columnar:
+            columns = [list(column) for column in zip(*adapted, strict=True)]
+            return [(self.fenced if fenced else self.sql, columns)]
+        return [(self.sql, [*values[1:], values[0]]) for values in adapted]
+
+
+class Writes:
+    """Statements that commit together, sent in as few round trips as the backend allows.
+
+    PostgreSQL: one statement, each write a data-modifying ``WITH`` member, committed on its
+    own (outside a transaction, in autocommit) or as part of the caller's transaction: one
+    round trip where BEGIN, one per statement and COMMIT took three to six (a flush: ~0.4 ms
+    each on this machine, docs/benchmarks.md). Other backends: the statements in order in one
+    transaction (a savepoint inside the caller's).
+
+    ``fence``: an UPDATE of one row (SQL and parameters) that decides whether anything is
+    written: ``run`` returns False and writes nothing when it changes no row. It runs first,
+    so its WHERE sees the rows as they were before these writes.
+    """
+
+    def __init__(self, fence: tuple[str, list[Any]] | None = None):
+        self.conn = connections[DEFAULT_DB_ALIAS]
+        self.one_statement = self.conn.vendor == "postgresql"
+        self.fence = fence
+        self._fenced = self.one_statement and fence is not None
+        self._statements: list[tuple[str, list[Any]]] = []
+        self._on_commit: list[Callable[[], None]] = []
+
+    def insert(
+        self,
+        table: str,
+        columns: Sequence[tuple[str, str]],
+        rows: Iterable[Sequence[Any]],
+        *,
+        ignore_conflicts: bool = False,
+        upsert_on: str | None = None,
+    ) -> None:
+        """``insert_rows``' INSERT, written by ``run``."""
+        self._statements += _insert_statements(
+            table,
+            columns,
+            rows,
+            ignore_conflicts=ignore_conflicts,
+            upsert_on=upsert_on,
+            fenced=self._fenced,
+        )
+
+    def update(
+        self, table: str, columns: Sequence[tuple[str, str]], rows: Iterable[Sequence[Any]]
+    ) -> None:
+        """Set the other columns of the rows whose key (the first column) is each row's."""
+        rows = list(rows)
+        if rows:
+            _conn, plan = prepared(
+                lambda c: _UpdatePlan(c, table, columns),
+                key=(__name__, "update", table, tuple(columns)),
+            )
+            self._statements += plan.statements(rows, fenced=self._fenced)
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once these writes commit, if ``run`` wrote them
+        (``transaction.on_commit``, robust: what committed stays, a failing callback is
+        logged)."""
+        self._on_commit.append(callback)
+
+    def run(self) -> bool:
+        """Write everything; False (nothing written) when the fence changed no row."""
+        if self.one_statement:
+            written = self._run_one_statement()
+        else:
+            with transaction.atomic(using=self.conn.alias), self.conn.cursor() as cursor:
+                written = True
+                if self.fence is not None:
+                    cursor.execute(*self.fence)
+                    written = cursor.rowcount == 1
+                if written:
+                    for sql, params in self._statements:
+                        cursor.execute(sql, params)
+        if written:
+            for callback in self._on_commit:
+                transaction.on_commit(callback, using=self.conn.alias, robust=True)
+        return written
+
+    def _run_one_statement(self) -> bool:
+        members: list[str] = []
+        params: list[Any] = []
+        if self.fence is not None:
+            members.append(f"{FENCE} AS ({self.fence[0]} RETURNING 1)")
+            params += self.fence[1]
+        elif len(self._statements) == 1:
+            with self.conn.cursor() as cursor:
+                cursor.execute(*self._statements[0])
+            return True
+        for index, (sql, values) in enumerate(self._statements):
+            members.append(f"w{index} AS ({sql})")
+            params += values
+        if not members:
+            return True
+        # Names and statements are ours (FENCE, the plans'); values are parameters.
+        tail = f"SELECT count(*) FROM {FENCE}" if self.fence is not None else "SELECT 1"  # noqa: S608
+        with self.conn.cursor() as cursor:
+            cursor.execute(f"WITH {', '.join(members)} {tail}", params)
+            return cursor.fetchone()[0] == 1
 
 
 def select_json(sql: str, params: Sequence[Any]) -> Any:

@@ -29,7 +29,7 @@ from workflows.engine import notify_cancel
 from workflows.events import EventLog, event_record
 from workflows.executors import get_executor
 from workflows.models import ACTIVE_STATUSES, Execution, ExecutionStatus
-from workflows.rowwriter import DATETIME, JSON, PLAIN, UUID, insert_rows
+from workflows.rowwriter import DATETIME, JSON, PLAIN, UUID, Writes
 from workflows.selectors import execution_get_for_user
 
 logger = logging.getLogger(__name__)
@@ -128,16 +128,16 @@ EXECUTION_COLUMNS = (
 )
 
 
-def _execution_insert(execution: Execution) -> None:
-    """INSERT ``execution`` (a new instance) as ``save(force_insert=True)`` would, without
-    the ORM's per-field preparation; the instance is then as a saved one."""
-    insert_rows(
+def _execution_insert(execution: Execution, writes: Writes) -> None:
+    """INSERT ``execution`` (a new instance) with ``writes``, as ``save(force_insert=True)``
+    would, without the ORM's per-field preparation; the instance is then as a saved one."""
+    writes.insert(
         Execution._meta.db_table,
         EXECUTION_COLUMNS,
         [tuple(getattr(execution, name) for name, _kind in EXECUTION_COLUMNS)],
     )
     execution._state.adding = False
-    execution._state.db = transaction.get_connection().alias
+    execution._state.db = writes.conn.alias
 
 
 def execution_create(
@@ -169,27 +169,32 @@ def execution_create(
     if errors:
         raise ApplicationError("The inputs do not match the graph.", errors=errors)
     now = timezone.now()
-    with transaction.atomic():
-        execution = Execution(
-            owner=user,
-            graph=graph,
-            graph_version=graph.version,
-            snapshot=snapshot,
-            inputs=inputs,
-            status=ExecutionStatus.QUEUED,
-            queued_at=now,
-            created_at=now,
-            updated_at=now,
-        )
-        _execution_insert(execution)
-        # The first event of a new run: seq 1, written like the engine writes its batches.
-        log = EventLog(execution.id, last_seq=0)
-        log.add(events.EXECUTION_QUEUED, {"status": ExecutionStatus.QUEUED})
-        log.write()
-        if idempotency is not None:
+    execution = Execution(
+        owner=user,
+        graph=graph,
+        graph_version=graph.version,
+        snapshot=snapshot,
+        inputs=inputs,
+        status=ExecutionStatus.QUEUED,
+        queued_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    # The row and its first event (seq 1, written like the engine writes its batches) in one
+    # statement on PostgreSQL (rowwriter.Writes); the idempotency key joins their transaction.
+    writes = Writes()
+    _execution_insert(execution, writes)
+    log = EventLog(execution.id, last_seq=0)
+    log.add(events.EXECUTION_QUEUED, {"status": ExecutionStatus.QUEUED})
+    log.write(writes)
+    if dispatch:
+        writes.on_commit(lambda: execution_dispatch(execution_id=execution.id))
+    if idempotency is None:
+        writes.run()
+    else:
+        with transaction.atomic():
+            writes.run()
             idempotency.link(execution.id)
-        if dispatch:
-            transaction.on_commit(lambda: execution_dispatch(execution_id=execution.id))
     return execution
 
 

@@ -3,11 +3,11 @@
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
 from django.utils import timezone
 
 from workflows import cache
 from workflows.models import NodeOutputCache
+from workflows.rowwriter import Writes
 
 pytestmark = pytest.mark.django_db
 
@@ -37,8 +37,9 @@ def test_the_bound_holds_with_one_prune_per_tenth_written(user, settings, monkey
             )
             for i in range(3)
         ]
-        with transaction.atomic():
-            cache.cache_rows_write(rows)
+        writes = Writes()
+        cache.cache_rows_write(rows, writes)
+        writes.run()
         cache.cache_prune_maybe(written=3)
         sizes.append(NodeOutputCache.objects.count())
     # then the table never held more than the bound, a prune came once per tenth (10 rows:
