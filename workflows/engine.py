@@ -133,7 +133,7 @@ def plan(snapshot: dict) -> tuple[dict[str, dict], dict, dict, Scheduler]:
     )
 
 
-# Plans by snapshot text (SQLite gives the snapshot as text): the runs of one graph version
+# Plans by snapshot text (both backends give it as text): the runs of one graph version
 # share a snapshot, and planning it (node classes, configs with defaults, ports, the
 # scheduler's graph) cost ~40 µs a node, 11 % of a 200-node run's engine thread (py-spy).
 # Bounded by the texts' total length; least recently used first out.

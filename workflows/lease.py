@@ -47,8 +47,9 @@ from workflows.models import Execution, ExecutionEvent, ExecutionStatus
 class ClaimedRun:
     owner_id: int
     inputs: dict[str, Any]
-    # The snapshot as the database driver gave it: JSON text (SQLite), which the engine may
-    # not need to decode (``workflows.engine.plan_of``), or already decoded (PostgreSQL).
+    # The snapshot as the database driver gave it: JSON text on both backends (Django has
+    # psycopg load jsonb as text), which the engine may not need to decode
+    # (``workflows.engine.plan_of``).
     raw_snapshot: Any
     cancel_requested: bool
     last_seq: int
