@@ -99,10 +99,15 @@ def new_worker_id() -> str:
     return f"{_process_id[1]}:{next(_runner_numbers)}"
 
 
-def execution_run(execution_id: uuid.UUID | str, *, worker_id: str | None = None) -> str | None:
+def execution_run(
+    execution_id: uuid.UUID | str,
+    *,
+    worker_id: str | None = None,
+    queued: ClaimedRun | None = None,
+) -> str | None:
     """Claim and run one execution in this thread; see ``ExecutionRunner.run``."""
     try:
-        return ExecutionRunner(execution_id, worker_id=worker_id).run()
+        return ExecutionRunner(execution_id, worker_id=worker_id).run(queued=queued)
     finally:
         release_connection()
 
@@ -183,7 +188,7 @@ class ClaimedRunner:
         self.cancellation = Cancellation()
         self.cancellation.on_cancel(self.inflight.wake)  # the coordinator notices at once
 
-    def run(self) -> str | None:
+    def run(self, *, queued: ClaimedRun | None = None) -> str | None:
         """Run the execution to its end. Returns the final status, or None when not claimed
         (someone else runs it, or it already ended) or when ownership was lost.
 
@@ -192,9 +197,13 @@ class ClaimedRunner:
         nothing and starts no slow node (it flushes before starting one), so a run it then
         fails to claim is run by the usual claim, which finds it taken, ended, or (should its
         events have changed) queued still.
+
+        ``queued``: the run as its creator stored it, when that was this process (the inline
+        executor), instead of reading it: the first flush's claim checks it all the same.
         """
         now = timezone.now()
-        queued = read_queued(self.execution_id)
+        if queued is None:
+            queued = read_queued(self.execution_id)
         if queued is not None and queued.last_seq == 1 and not queued.cancel_requested:
             try:
                 return self._run(queued, claim_at=now)

@@ -24,6 +24,7 @@ from celery import current_app
 from django.conf import settings
 
 from workflows.engine import execution_run
+from workflows.lease import ClaimedRun
 from workflows.tasks import EXECUTE_TASK
 
 logger = logging.getLogger(__name__)
@@ -33,14 +34,14 @@ class InlineExecutor:
     def __init__(self, max_workers: int):
         self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="wf-exec")
 
-    def dispatch(self, execution_id: uuid.UUID | str) -> bool:
-        self.pool.submit(_run_logged, str(execution_id))
+    def dispatch(self, execution_id: uuid.UUID | str, *, queued: ClaimedRun | None = None) -> bool:
+        self.pool.submit(_run_logged, str(execution_id), queued)
         return True
 
 
-def _run_logged(execution_id: str) -> None:
+def _run_logged(execution_id: str, queued: ClaimedRun | None) -> None:
     try:
-        execution_run(execution_id)
+        execution_run(execution_id, queued=queued)
     except Exception:
         logger.exception("execution %s crashed its executor thread", execution_id)
 
@@ -55,9 +56,10 @@ class CeleryExecutor:
     def __init__(self, app=None):
         self.app = app
 
-    def dispatch(self, execution_id: uuid.UUID | str) -> bool:
+    def dispatch(self, execution_id: uuid.UUID | str, *, queued: ClaimedRun | None = None) -> bool:
         """Send the wake-up; False when the broker cannot take it (the run stays queued and
-        the recovery sweep sends it again), never an exception: the run is committed."""
+        the recovery sweep sends it again), never an exception: the run is committed. The
+        worker reads the run itself (``queued`` is for an executor in this process)."""
         try:
             (self.app or current_app).send_task(EXECUTE_TASK, args=[str(execution_id)])
         except Exception as exc:  # kombu.exceptions.OperationalError, redis errors, ...

@@ -26,8 +26,17 @@ from canvas.core.modelrows import prepared
 UUID, DATETIME, JSON, PLAIN = "uuid", "datetime", "json", "plain"
 
 
-def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, default=str, separators=(",", ":"))
+class JSONText(str):
+    """A JSON column's value already encoded (``dumps``): written as it is."""
+
+
+def dumps(value: Any) -> str | None:
+    """A JSON column's value as the row writer writes it."""
+    if value is None:
+        return None
+    if type(value) is JSONText:
+        return value
+    return json.dumps(value, default=str, separators=(",", ":"))
 
 
 def _adapters(kinds: Sequence[str], *, sqlite: bool):
@@ -46,7 +55,7 @@ def _adapters(kinds: Sequence[str], *, sqlite: bool):
             return value.isoformat(" ")[:-6]
         return str(value.astimezone(UTC).replace(tzinfo=None))
 
-    table = {UUID: uuid_, DATETIME: datetime_, JSON: _dumps, PLAIN: None}
+    table = {UUID: uuid_, DATETIME: datetime_, JSON: dumps, PLAIN: None}
     return [table[kind] for kind in kinds]
 
 

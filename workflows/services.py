@@ -28,8 +28,9 @@ from graphs.validation import validate_document
 from workflows.engine import notify_cancel
 from workflows.events import EventLog, event_record
 from workflows.executors import get_executor
+from workflows.lease import ClaimedRun
 from workflows.models import ACTIVE_STATUSES, Execution, ExecutionStatus
-from workflows.rowwriter import DATETIME, JSON, PLAIN, UUID, Writes
+from workflows.rowwriter import DATETIME, JSON, PLAIN, UUID, JSONText, Writes, dumps
 from workflows.selectors import execution_get_for_user
 
 logger = logging.getLogger(__name__)
@@ -128,13 +129,19 @@ EXECUTION_COLUMNS = (
 )
 
 
-def _execution_insert(execution: Execution, writes: Writes) -> None:
+def _execution_insert(execution: Execution, writes: Writes, **encoded: JSONText) -> None:
     """INSERT ``execution`` (a new instance) with ``writes``, as ``save(force_insert=True)``
-    would, without the ORM's per-field preparation; the instance is then as a saved one."""
+    would, without the ORM's per-field preparation (``encoded``: JSON columns' values as
+    text); the instance is then as a saved one."""
     writes.insert(
         Execution._meta.db_table,
         EXECUTION_COLUMNS,
-        [tuple(getattr(execution, name) for name, _kind in EXECUTION_COLUMNS)],
+        [
+            tuple(
+                encoded[name] if name in encoded else getattr(execution, name)
+                for name, _kind in EXECUTION_COLUMNS
+            )
+        ],
     )
     execution._state.adding = False
     execution._state.db = writes.conn.alias
@@ -183,12 +190,21 @@ def execution_create(
     # The row and its first event (seq 1, written like the engine writes its batches) in one
     # statement on PostgreSQL (rowwriter.Writes); the idempotency key joins their transaction.
     writes = Writes()
-    _execution_insert(execution, writes)
+    snapshot_text, inputs_text = JSONText(dumps(snapshot)), JSONText(dumps(inputs))
+    _execution_insert(execution, writes, snapshot=snapshot_text, inputs=inputs_text)
     log = EventLog(execution.id, last_seq=0)
     log.add(events.EXECUTION_QUEUED, {"status": ExecutionStatus.QUEUED})
     log.write(writes)
     if dispatch:
-        writes.on_commit(lambda: execution_dispatch(execution_id=execution.id))
+        # The run as stored, so that an executor in this process need not read it back.
+        queued = ClaimedRun(
+            owner_id=user.pk,
+            inputs=json.loads(inputs_text),
+            raw_snapshot=snapshot_text,
+            cancel_requested=False,
+            last_seq=log.last_seq,
+        )
+        writes.on_commit(lambda: execution_dispatch(execution_id=execution.id, queued=queued))
     if idempotency is None:
         writes.run()
     else:
@@ -198,10 +214,11 @@ def execution_create(
     return execution
 
 
-def execution_dispatch(*, execution_id: uuid.UUID) -> bool:
+def execution_dispatch(*, execution_id: uuid.UUID, queued: ClaimedRun | None = None) -> bool:
     """Hand a queued run to the configured executor (a wake-up: the claim decides). False
-    when it could not be sent: the run stays queued for the recovery sweep."""
-    return get_executor().dispatch(execution_id)
+    when it could not be sent: the run stays queued for the recovery sweep. ``queued``: the
+    run as its creator stored it (``workflows.engine.ClaimedRunner.run``)."""
+    return get_executor().dispatch(execution_id, queued=queued)
 
 
 def execution_cancel(*, execution: Execution) -> Execution:

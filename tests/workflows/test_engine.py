@@ -1,5 +1,6 @@
 """The engine end to end on the inline executor: real threads, real database."""
 
+import json
 import time
 
 import pytest
@@ -7,6 +8,8 @@ from django.db import transaction
 
 from canvas.core.exceptions import ApplicationError
 from tests.workflows.conftest import build_graph, events_of, run_graph, runs_by_key, wait_for
+from workflows import engine
+from workflows.lease import ClaimedRun
 from workflows.models import Execution, NodeOutputCache
 from workflows.services import execution_cancel, execution_create
 
@@ -225,6 +228,37 @@ def test_cancel_a_queued_execution(user):
         execution = execution_create(user=user, graph=graph, inputs={"answer": "yes"})
         execution_cancel(execution=execution)
     time.sleep(0.2)  # the dispatch that follows the commit finds nothing to claim
+    execution.refresh_from_db()
+    assert execution.status == "cancelled"
+    assert [e for _, e, _ in events_of(execution)] == ["execution.queued", "execution.cancelled"]
+    assert not execution.node_runs.exists()
+
+
+def test_the_inline_executor_runs_a_new_run_without_reading_it_back(user, monkeypatch):
+    reads = []
+    monkeypatch.setattr(engine, "read_queued", lambda execution_id: reads.append(execution_id))
+    execution = run_graph(branch_graph(user), {"answer": "no"})
+    assert execution.status == "succeeded", execution.error
+    assert execution.outputs == {"no": "took no with no", "no_raw": "no"}
+    assert reads == []
+    assert_gapless_with_one_terminal(execution)
+
+
+def test_a_run_cancelled_after_its_creator_queued_it_is_not_run_from_what_it_queued(user):
+    """What the creator hands the executor is checked by the first flush's claim: a run
+    cancelled meanwhile writes nothing."""
+    execution = execution_create(
+        user=user, graph=branch_graph(user), inputs={"answer": "yes"}, dispatch=False
+    )
+    queued = ClaimedRun(
+        owner_id=user.pk,
+        inputs={"answer": "yes"},
+        raw_snapshot=json.dumps(execution.snapshot),
+        cancel_requested=False,
+        last_seq=1,
+    )
+    execution_cancel(execution=execution)
+    assert engine.execution_run(execution.id, queued=queued) is None
     execution.refresh_from_db()
     assert execution.status == "cancelled"
     assert [e for _, e, _ in events_of(execution)] == ["execution.queued", "execution.cancelled"]
