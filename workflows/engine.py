@@ -34,10 +34,11 @@ import socket
 import threading
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from datetime import timedelta
 from typing import Any
 
+from cachetools import LRUCache
 from django.conf import settings
 from django.db import InterfaceError as DbInterfaceError
 from django.db import OperationalError as DbOperationalError
@@ -143,8 +144,10 @@ def plan(snapshot: dict) -> tuple[dict[str, dict], dict, dict, Scheduler]:
 # scheduler's graph) cost ~40 µs a node, 11 % of a 200-node run's engine thread (py-spy).
 # Bounded by the texts' total length; least recently used first out.
 PLAN_CACHE_CHARS = 4_000_000
-_plans: OrderedDict[str, tuple] = OrderedDict()
-_plans_chars = 0
+# Values: (the text's length, the plan).
+_plans: LRUCache[str, tuple[int, tuple]] = LRUCache(
+    maxsize=PLAN_CACHE_CHARS, getsizeof=lambda entry: entry[0]
+)
 _plans_lock = threading.Lock()
 
 
@@ -154,24 +157,16 @@ def plan_of(claimed: ClaimedRun) -> tuple[dict[str, dict], dict, dict, Scheduler
     Shared between runs: the nodes and configs (read only: a node gets a copy of its config)
     and the scheduler's graph (each run gets a fresh scheduler of it).
     """
-    global _plans_chars
     raw = claimed.raw_snapshot
     if not isinstance(raw, str) or len(raw) > PLAN_CACHE_CHARS // 4:
         return plan(claimed.snapshot)
     with _plans_lock:
-        planned = _plans.get(raw)
-        if planned is not None:
-            _plans.move_to_end(raw)
-    if planned is None:
-        planned = plan(claimed.snapshot)
+        entry = _plans.get(raw)
+    if entry is None:
+        entry = len(raw), plan(claimed.snapshot)
         with _plans_lock:
-            if raw not in _plans:
-                _plans[raw] = planned
-                _plans_chars += len(raw)
-                while _plans_chars > PLAN_CACHE_CHARS:
-                    old, _ = _plans.popitem(last=False)
-                    _plans_chars -= len(old)
-    nodes, types, configs, schedule = planned
+            _plans[raw] = entry
+    nodes, types, configs, schedule = entry[1]
     return nodes, types, configs, schedule.fresh()
 
 

@@ -253,7 +253,7 @@ def _changed_one(statement: tuple[str, list[Any]]) -> bool:
 
 class RunFlags(CancelFlags):
     """The cancel flags of the runs this process owns. No heartbeat here: a run's heartbeat is
-    its owner's fenced flush (``update_owned_execution``), written by its coordinator, so a
+    its owner's fenced flush (``owned_execution_statement``), written by its coordinator, so a
     run whose coordinator is stuck goes stale even while the process lives."""
 
     def read(self, keys: list[Any]) -> dict[Any, bool]:
@@ -267,10 +267,11 @@ def lock_execution_before_delete(sender, instance: Execution, using: str, **kwar
     """``pre_delete`` of an Execution (a graph's or a user's deletion cascading to its runs):
     take the row lock before any of the run's events or node runs are deleted.
 
-    The owner's flush updates this row first (``update_owned_execution``) and then inserts
-    events and node runs. Without the lock, a flush that commits between the cascade's delete
-    of the events and its delete of the execution leaves rows pointing at a deleted run, and
-    PostgreSQL refuses the deletion at commit. With it, either the flush commits first (and
-    the cascade's later statements see its rows) or it waits, finds no row, and stops.
+    The owner's flush updates this row first (its fence, ``owned_execution_statement``) and
+    inserts events and node runs only if that changed the row. Without the lock, a flush that
+    commits between the cascade's delete of the events and its delete of the execution leaves
+    rows pointing at a deleted run, and PostgreSQL refuses the deletion at commit. With it,
+    either the flush commits first (and the cascade's later statements see its rows) or it
+    waits, finds no row, and stops.
     """
     Execution.objects.using(using).select_for_update().filter(pk=instance.pk).exists()
