@@ -59,6 +59,30 @@ def _adapters(kinds: Sequence[str], *, sqlite: bool):
     return [table[kind] for kind in kinds]
 
 
+def _adapting(conn, columns: Sequence[tuple[str, str]]) -> list[tuple[int, Callable]]:
+    """``(index, adapter)`` of the columns whose values need adapting (the others go as they
+    are)."""
+    kinds = [kind for _name, kind in columns]
+    adapters = _adapters(kinds, sqlite=conn.vendor == "sqlite")
+    return [(index, f) for index, f in enumerate(adapters) if f is not None]
+
+
+def _typed_arrays(conn, table: str, columns: Sequence[tuple[str, str]]) -> str:
+    """PostgreSQL: one parameter per column, an array of the column's base type sent binary
+    (text arrays would quote and escape every JSON value in Python); no length modifier, so a
+    value too long for its column fails as it would in a VALUES list instead of being cut."""
+    fields = {f.column: f for f in _model_of(table)._meta.concrete_fields}
+    return ", ".join(f"%b::{_base_type(fields[name].db_type(conn))}[]" for name, _ in columns)
+
+
+def _by_column(adapt, batch: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """``batch``'s values column by column, adapted (PostgreSQL's arrays)."""
+    columns = [list(column) for column in zip(*batch, strict=True)]
+    for index, f in adapt:
+        columns[index] = [f(value) for value in columns[index]]
+    return columns
+
+
 # Rows per INSERT statement (each backend's parameter cap may lower it: bulk_batch_size).
 BATCH_ROWS = 500
 # PostgreSQL: a batch of more values than this goes as one array per column (``unnest``).
@@ -74,8 +98,8 @@ FENCE = "fence"
 
 class _Plan:
     """One INSERT's text, row size and value adapters for a backend, built once per database
-    (``canvas.core.modelrows.prepared``; ``insert_rows`` runs several times per run: the text
-    and the adapters are the same)."""
+    (``canvas.core.modelrows.prepared``; a run inserts several times: the text and the
+    adapters are the same)."""
 
     def __init__(self, conn, table, columns, ignore_conflicts, upsert_on):
         qn = conn.ops.quote_name
@@ -98,21 +122,10 @@ class _Plan:
             self.key = [name for name, _ in columns].index(upsert_on)
         elif ignore_conflicts:
             self.conflict = " ON CONFLICT DO NOTHING"
-        # The columns whose values need adapting, by index (the others go as they are).
-        self.adapt = [
-            (index, f)
-            for index, f in enumerate(_adapters(kinds, sqlite=conn.vendor == "sqlite"))
-            if f is not None
-        ]
+        self.adapt = _adapting(conn, columns)
         self.unnest = None
         if postgres:
-            # Arrays of the columns' base types, sent binary (text arrays would quote and
-            # escape every JSON value in Python); no length modifier, so a value too long
-            # for its column fails as it would in a VALUES list instead of being cut.
-            fields = {f.column: f for f in _model_of(table)._meta.concrete_fields}
-            arrays = ", ".join(
-                f"%b::{_base_type(fields[name].db_type(conn))}[]" for name, _ in columns
-            )
+            arrays = _typed_arrays(conn, table, columns)
             self.unnest = f"{self.head}SELECT * FROM unnest({arrays}){self.conflict}"  # noqa: S608
             # The same, writing its rows only if the fence of ``Writes`` changed its row.
             self.fenced = (
@@ -131,9 +144,9 @@ class _Plan:
         """The SQL and parameters that insert ``batch`` (``fenced``: PostgreSQL's member of
         a fenced ``Writes``)."""
         if fenced:
-            return self.fenced, self._columns(batch)
+            return self.fenced, _by_column(self.adapt, batch)
         if self.unnest is not None and len(batch) * self.width > COLUMNAR_ABOVE:
-            return self.unnest, self._columns(batch)
+            return self.unnest, _by_column(self.adapt, batch)
         return self._values_sql(len(batch)), self._values(batch)
 
     def _values_sql(self, rows: int) -> str:
@@ -154,12 +167,6 @@ class _Plan:
             params += values
         return params
 
-    def _columns(self, batch: Sequence[Sequence[Any]]) -> list[list[Any]]:
-        columns = [list(column) for column in zip(*batch, strict=True)]
-        for index, f in self.adapt:
-            columns[index] = [f(value) for value in columns[index]]
-        return columns
-
 
 def _model_of(table: str):
     for model in apps.get_models():
@@ -173,54 +180,6 @@ def _base_type(db_type: str) -> str:
     return re.sub(r"\(.*?\)", "", db_type).strip()
 
 
-def _insert_statements(
-    table: str,
-    columns: Sequence[tuple[str, str]],
-    rows: Iterable[Sequence[Any]],
-    *,
-    ignore_conflicts: bool = False,
-    upsert_on: str | None = None,
-    fenced: bool = False,
-) -> list[tuple[str, list[Any]]]:
-    rows = list(rows)
-    if not rows:
-        return []
-    _conn, plan = prepared(
-        lambda c: _Plan(c, table, columns, ignore_conflicts, upsert_on),
-        key=(__name__, table, tuple(columns), ignore_conflicts, upsert_on),
-    )
-    if plan.key is not None:
-        # One statement may not touch a row twice (PostgreSQL refuses): of rows with the same
-        # key, the last wins, as it would row by row.
-        rows = list({row[plan.key]: row for row in rows}.values())
-    per_statement = plan.per_statement
-    return [
-        plan.statement(rows[start : start + per_statement], fenced=fenced)
-        for start in range(0, len(rows), per_statement)
-    ]
-
-
-def insert_rows(
-    table: str,
-    columns: Sequence[tuple[str, str]],
-    rows: Iterable[Sequence[Any]],
-    *,
-    ignore_conflicts: bool = False,
-    upsert_on: str | None = None,
-) -> None:
-    """INSERT ``rows`` (tuples in ``columns`` order; kinds UUID, DATETIME, JSON, PLAIN).
-
-    ``upsert_on``: a unique column; a row that exists is overwritten with the new values.
-    Rows go in multi-row ``VALUES`` statements of up to ``BATCH_ROWS`` rows.
-    """
-    statements = _insert_statements(
-        table, columns, rows, ignore_conflicts=ignore_conflicts, upsert_on=upsert_on
-    )
-    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
-        for sql, params in statements:
-            cursor.execute(sql, params)
-
-
 class _UpdatePlan:
     """One UPDATE of rows by their key for a backend: PostgreSQL's sets every row from one
     array per column (``UPDATE … FROM unnest(…)``), other backends' one row a statement."""
@@ -229,19 +188,10 @@ class _UpdatePlan:
         qn = conn.ops.quote_name
         names = [qn(name) for name, _ in columns]
         key, changed = names[0], names[1:]
-        self.adapt = [
-            (index, f)
-            for index, f in enumerate(
-                _adapters([kind for _, kind in columns], sqlite=conn.vendor == "sqlite")
-            )
-            if f is not None
-        ]
+        self.adapt = _adapting(conn, columns)
         self.columnar = conn.vendor == "postgresql"
         if self.columnar:
-            fields = {f.column: f for f in _model_of(table)._meta.concrete_fields}
-            arrays = ", ".join(
-                f"%b::{_base_type(fields[name].db_type(conn))}[]" for name, _ in columns
-            )
+            arrays = _typed_arrays(conn, table, columns)
             sets = ", ".join(f"{name} = v.{name}" for name in changed)
             self.sql = (
                 f"UPDATE {qn(table)} AS t SET {sets} FROM unnest({arrays}) "  # noqa: S608
@@ -253,16 +203,15 @@ class _UpdatePlan:
             self.sql = f"UPDATE {qn(table)} SET {sets} WHERE {key} = %s"  # noqa: S608
 
     def statements(self, rows, *, fenced: bool) -> list[tuple[str, list[Any]]]:
-        adapted = []
+        if self.columnar:
+            return [(self.fenced if fenced else self.sql, _by_column(self.adapt, rows))]
+        statements = []
         for row in rows:
             values = list(row)
             for index, f in self.adapt:
                 values[index] = f(values[index])
-            adapted.append(values)
-        if self.columnar:
-            columns = [list(column) for column in zip(*adapted, strict=True)]
-            return [(self.fenced if fenced else self.sql, columns)]
-        return [(self.sql, [*values[1:], values[0]]) for values in adapted]
+            statements.append((self.sql, [*values[1:], values[0]]))
+        return statements
 
 
 class Writes:
@@ -296,15 +245,27 @@ class Writes:
         ignore_conflicts: bool = False,
         upsert_on: str | None = None,
     ) -> None:
-        """``insert_rows``' INSERT, written by ``run``."""
-        self._statements += _insert_statements(
-            table,
-            columns,
-            rows,
-            ignore_conflicts=ignore_conflicts,
-            upsert_on=upsert_on,
-            fenced=self._fenced,
+        """INSERT ``rows`` (tuples in ``columns`` order; kinds UUID, DATETIME, JSON, PLAIN).
+
+        ``upsert_on``: a unique column; a row that exists is overwritten with the new values.
+        Rows go in statements of up to ``_Plan.per_statement`` rows.
+        """
+        rows = list(rows)
+        if not rows:
+            return
+        _conn, plan = prepared(
+            lambda c: _Plan(c, table, columns, ignore_conflicts, upsert_on),
+            key=(__name__, table, tuple(columns), ignore_conflicts, upsert_on),
         )
+        if plan.key is not None:
+            # One statement may not touch a row twice (PostgreSQL refuses): of rows with the
+            # same key, the last wins, as it would row by row.
+            rows = list({row[plan.key]: row for row in rows}.values())
+        per_statement = plan.per_statement
+        self._statements += [
+            plan.statement(rows[start : start + per_statement], fenced=self._fenced)
+            for start in range(0, len(rows), per_statement)
+        ]
 
     def update(
         self, table: str, columns: Sequence[tuple[str, str]], rows: Iterable[Sequence[Any]]

@@ -38,6 +38,19 @@ def build_graph(owner, nodes: dict[str, tuple[str, dict]], edges=(), name="g") -
     return graph
 
 
+def greeting_graph(owner) -> Graph:
+    """``input`` "who" → ``template`` "hi {who}" → ``output`` "greeting"."""
+    return build_graph(
+        owner,
+        {
+            "in": ("input", {"name": "who"}),
+            "tpl": ("template", {"template": "hi {who}"}),
+            "out": ("output", {"name": "greeting"}),
+        },
+        [("in", "value", "tpl", "who"), ("tpl", "text", "out", "value")],
+    )
+
+
 def wait_for(execution: Execution, timeout: float = 15.0, statuses=TERMINAL_STATUSES) -> Execution:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

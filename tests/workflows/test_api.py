@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from tests.workflows.conftest import build_graph, wait_for
+from tests.workflows.conftest import build_graph, greeting_graph, wait_for
 from workflows.models import Execution, ExecutionEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -12,15 +12,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def graph(user):
-    return build_graph(
-        user,
-        {
-            "in": ("input", {"name": "who"}),
-            "tpl": ("template", {"template": "hi {who}"}),
-            "out": ("output", {"name": "greeting"}),
-        },
-        [("in", "value", "tpl", "who"), ("tpl", "text", "out", "value")],
-    )
+    return greeting_graph(user)
 
 
 def start(client, graph, inputs):

@@ -40,6 +40,12 @@ def form(request, monkeypatch):
     return request.param
 
 
+def insert(table, columns, rows, **options):
+    writes = rowwriter.Writes()
+    writes.insert(table, columns, rows, **options)
+    writes.run()
+
+
 @pytest.fixture
 def execution(user):
     graph = build_graph(user, {"t": ("text", {"text": "x"})})
@@ -52,8 +58,7 @@ def test_rows_read_back_as_written(form, execution):
         (execution.id, 2 + i, f"event.{i}", data, ts + timedelta(seconds=i))
         for i, data in enumerate(AWKWARD)
     ]
-    with transaction.atomic():
-        rowwriter.insert_rows(ExecutionEvent._meta.db_table, EVENT_COLUMNS, rows)
+    insert(ExecutionEvent._meta.db_table, EVENT_COLUMNS, rows)
     stored = list(
         ExecutionEvent.objects.filter(execution=execution, seq__gte=2)
         .order_by("seq")
@@ -68,16 +73,13 @@ def test_an_upsert_keeps_the_last_row_of_a_key(form, user):
     def row(key, outputs):
         return (key, user.pk, "template", outputs, 1, now, now + timedelta(hours=1))
 
-    with transaction.atomic():
-        rowwriter.insert_rows(
-            NodeOutputCache._meta.db_table, CACHE_COLUMNS, [row("a", {"v": 1})], upsert_on="key"
-        )
-        rowwriter.insert_rows(
-            NodeOutputCache._meta.db_table,
-            CACHE_COLUMNS,
-            [row("a", {"v": 2}), row("b", {"v": "b"}), row("a", {"v": 3})],
-            upsert_on="key",
-        )
+    insert(NodeOutputCache._meta.db_table, CACHE_COLUMNS, [row("a", {"v": 1})], upsert_on="key")
+    insert(
+        NodeOutputCache._meta.db_table,
+        CACHE_COLUMNS,
+        [row("a", {"v": 2}), row("b", {"v": "b"}), row("a", {"v": 3})],
+        upsert_on="key",
+    )
     assert dict(NodeOutputCache.objects.values_list("key", "outputs")) == {
         "a": {"v": 3},
         "b": {"v": "b"},
@@ -88,7 +90,7 @@ def test_an_upsert_keeps_the_last_row_of_a_key(form, user):
 def test_a_value_too_long_for_its_column_fails_and_is_not_cut(form, execution):
     row = (execution.id, 2, "e" * 33, {}, datetime.now(UTC))  # event: max_length 32
     with pytest.raises(DataError), transaction.atomic():
-        rowwriter.insert_rows(ExecutionEvent._meta.db_table, EVENT_COLUMNS, [row])
+        insert(ExecutionEvent._meta.db_table, EVENT_COLUMNS, [row])
     assert not ExecutionEvent.objects.filter(execution=execution, seq=2).exists()
 
 

@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext, override_settings
 
 from graphs.models import Edge, Node
-from tests.workflows.conftest import build_graph, wait_for
+from tests.workflows.conftest import build_graph, greeting_graph, wait_for
 from workflows import services
 from workflows.models import Execution
 
@@ -23,15 +23,7 @@ def documents(monkeypatch):
 
 @pytest.fixture
 def graph(user):
-    return build_graph(
-        user,
-        {
-            "in": ("input", {"name": "who"}),
-            "tpl": ("template", {"template": "hi {who}"}),
-            "out": ("output", {"name": "greeting"}),
-        },
-        [("in", "value", "tpl", "who"), ("tpl", "text", "out", "value")],
-    )
+    return greeting_graph(user)
 
 
 def start(client, graph, who="ann") -> Execution:
