@@ -75,10 +75,9 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-timeline-"))
     database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{workdir / 'db.sqlite3'}"
     env = bench_client.migrated(database_url)
-    from django.contrib.auth import get_user_model
     from django.db import connection
 
-    get_user_model().objects.filter(username="bench").delete()
+    bench_client.forget_earlier_runs()
     token, graphs = bench_client.fixtures()
     connection.close()
 
