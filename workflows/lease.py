@@ -7,19 +7,20 @@ the ORM's query compilation costs more than the database's work on them (≈ 0.3
 - ``claim_execution``: one ``UPDATE … RETURNING`` takes a queued run (or a running one whose
   heartbeat went stale) and reads what the engine needs to start it, its last event ``seq``
   included, in one round trip. Of two claimers exactly one changes the row.
-- ``read_queued`` and ``claim_queued``: the claim of a fresh run folded into its first write.
-  The engine reads a queued run (a plain ``SELECT``, no write), runs its first cheap nodes in
-  memory, and claims it in the transaction of its first flush, with a conditional ``UPDATE``
-  that also writes that flush's fields (the run's end, for a small run): one commit per small
-  run instead of two. The row is matched only while it is still queued, uncancelled and has the
-  events read, so of two claimers exactly one changes it, as with ``claim_execution``; the
-  other rolls its flush back and has written nothing.
-- ``update_owned_execution``: changes the row only while ``worker`` is this runner and the
-  run is ``running``; no row changed means the run was taken over or ended elsewhere.
+- ``read_queued`` and ``claim_queued_statement``: the claim of a fresh run folded into its
+  first write. The engine reads a queued run (a plain ``SELECT``, no write; or takes what its
+  creator handed the inline executor), runs its first cheap nodes in memory, and claims it in
+  its first flush, with a conditional ``UPDATE`` that also writes that flush's fields (the
+  run's end, for a small run): one commit per small run instead of two. The row is matched
+  only while it is still queued, uncancelled and has the events read, so of two claimers
+  exactly one changes it, as with ``claim_execution``; the other writes nothing.
+- ``owned_execution_statement``: the ``UPDATE`` that changes the row only while ``worker`` is
+  this runner and the run is ``running``; no row changed means the run was taken over or
+  ended elsewhere.
 
-The engine's flush sends the last two as the fence of its ``workflows.rowwriter.Writes``
-(``claim_queued_statement``, ``owned_execution_statement``): on PostgreSQL in the same
-statement as the rows they guard.
+These two are statements, not calls: the engine's flush sends them as the fence of its
+``workflows.rowwriter.Writes``, which writes the rows they guard only if the fence changed
+the run (on PostgreSQL in the same statement).
 
 ``run_flags`` is how the process's cancel watcher (``integrations.cancellation``) reads the
 ``cancel_requested`` flag a cancel from any process sets on the runs this process owns.
@@ -207,18 +208,6 @@ def claim_queued_statement(
     return sql, params
 
 
-def claim_queued(
-    execution_id: uuid.UUID, *, worker: str, started: datetime, last_seq: int, **fields: Any
-) -> bool:
-    """Run ``claim_queued_statement``; True when it claimed the run. Call inside the
-    transaction that writes what the claimer did meanwhile."""
-    return _changed_one(
-        claim_queued_statement(
-            execution_id, worker=worker, started=started, last_seq=last_seq, **fields
-        )
-    )
-
-
 def owned_execution_statement(
     execution_id: uuid.UUID, *, worker: str, **fields: Any
 ) -> tuple[str, list[Any]]:
@@ -238,17 +227,6 @@ def owned_execution_statement(
     params = [_prep(conn, name, value) for name, value in fields.items()]
     params += [_prep(conn, "id", execution_id), worker, ExecutionStatus.RUNNING.value]
     return sql, params
-
-
-def update_owned_execution(execution_id: uuid.UUID, *, worker: str, **fields: Any) -> bool:
-    """Set ``fields`` on the run if ``worker`` still owns it; True when it did."""
-    return _changed_one(owned_execution_statement(execution_id, worker=worker, **fields))
-
-
-def _changed_one(statement: tuple[str, list[Any]]) -> bool:
-    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
-        cursor.execute(*statement)
-        return cursor.rowcount == 1
 
 
 class RunFlags(CancelFlags):

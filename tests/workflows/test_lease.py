@@ -9,11 +9,27 @@ from django.utils import timezone
 
 from graphs.models import Graph
 from tests.workflows.conftest import build_graph
-from workflows.lease import claim_execution, claim_queued, read_queued, update_owned_execution
+from workflows.lease import (
+    claim_execution,
+    claim_queued_statement,
+    owned_execution_statement,
+    read_queued,
+)
 from workflows.models import Execution, ExecutionEvent
+from workflows.rowwriter import Writes
 from workflows.services import execution_create
 
 pytestmark = pytest.mark.django_db
+
+
+def claim_queued(execution_id, **fields) -> bool:
+    """The claim as the engine's first flush makes it: the fence of its writes (none here)."""
+    return Writes(fence=claim_queued_statement(execution_id, **fields)).run()
+
+
+def update_owned_execution(execution_id, **fields) -> bool:
+    """The owner's fenced write as its flush makes it (with no other rows here)."""
+    return Writes(fence=owned_execution_statement(execution_id, **fields)).run()
 
 
 @pytest.fixture(params=["returning", "update-then-select"])
