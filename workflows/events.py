@@ -29,6 +29,7 @@ from django.utils import timezone
 from canvas.core.events import NODE_TOKEN, execution_topic
 from canvas.core.publisher import Event, publish_events_on_commit, publish_on_commit
 from canvas.core.realtime import event_message, timestamp
+from canvas.core.replays import ReplayCache
 from workflows.models import ExecutionEvent
 from workflows.rowwriter import DATETIME, JSON, PLAIN, UUID, Writes
 
@@ -40,6 +41,10 @@ EVENT_COLUMNS = (
     ("ts", DATETIME),
 )
 
+
+# Runs' stored logs, encoded once per process for the subscribes' replays
+# (canvas/core/replays.py): a run executed in this process is kept as its events commit.
+replay_cache = ReplayCache()
 
 # The columns ``stored_messages`` takes, in order (``values_list(*STORED_FIELDS)``).
 STORED_FIELDS = ("seq", "event", "data", "ts")
@@ -65,6 +70,7 @@ def _publish_on_commit(execution_id: uuid.UUID, rows) -> None:
     publish_events_on_commit(
         execution_topic(execution_id),
         [Event(row.event, row.data, row.seq, timestamp(row.ts)) for row in rows],
+        sent=partial(replay_cache.extend, execution_id),
     )
 
 

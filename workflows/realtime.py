@@ -10,9 +10,9 @@ from django.db.models import Max
 
 from canvas.core import events, realtime
 from canvas.core.exceptions import ApplicationError
-from canvas.core.replays import CachedLog, ReplayCache
+from canvas.core.replays import CachedLog
 from graphs.registry import UnknownNodeType
-from workflows.events import stored_messages
+from workflows.events import replay_cache, stored_messages
 from workflows.models import TERMINAL_STATUSES, ExecutionEvent
 from workflows.nodes.base import node_class
 from workflows.selectors import (
@@ -23,8 +23,6 @@ from workflows.selectors import (
 from workflows.services import execution_cancel_for_user
 
 FINAL_EVENTS = events.EXECUTION_FINAL_EVENTS
-# Runs' stored logs, read and encoded once per process (canvas/core/replays.py).
-replay_cache = ReplayCache()
 # A node's token stream (re)starts at index 0 with these, and ends with the others.
 STREAM_START_EVENTS = frozenset({events.NODE_STARTED, events.NODE_RETRYING})
 NODE_END_EVENTS = frozenset(

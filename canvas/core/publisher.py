@@ -197,8 +197,15 @@ def publish_on_commit(
     publish_events_on_commit(topic, [Event(event, data, seq, ts, stream)])
 
 
-def publish_events_on_commit(topic: str, events: Iterable[Event]) -> None:
-    """Several events of one topic, in order, as one batch (see ``publish_on_commit``)."""
+Sent = Callable[[list[dict[str, Any]]], None]
+
+
+def publish_events_on_commit(
+    topic: str, events: Iterable[Event], *, sent: Sent | None = None
+) -> None:
+    """Several events of one topic, in order, as one batch (see ``publish_on_commit``).
+    ``sent`` is called with the messages as they were published (each frame encoded), once
+    handed to the publisher: workflows keep a run's log for replays with it."""
     now = None
     messages = []
     for event in events:
@@ -223,14 +230,14 @@ def publish_events_on_commit(topic: str, events: Iterable[Event]) -> None:
         return
     if not transaction.get_connection().in_atomic_block:
         # Also the path of async callers, which must not touch the connection.
-        _send(topic, messages)
+        _send(topic, messages, sent)
         return
     # robust: what the transaction wrote is committed; a failing publish is logged, never
     # raised into the writer (subscribers backfill from the database by seq).
-    transaction.on_commit(lambda: _send(topic, messages), robust=True)
+    transaction.on_commit(lambda: _send(topic, messages, sent), robust=True)
 
 
-def _send(topic: str, messages: list[dict[str, Any]]) -> None:
+def _send(topic: str, messages: list[dict[str, Any]], sent: Sent | None = None) -> None:
     # Each event's frame is encoded here, once, for every socket subscribed to it in any
     # process (the consumer sends the text as it is); listeners get the messages without it.
     encoded = [with_encoded_frame(message) for message in messages]
@@ -242,6 +249,8 @@ def _send(topic: str, messages: list[dict[str, Any]]) -> None:
             for i in range(0, len(encoded), EVENTS_PER_MESSAGE)
         ]
     publisher.publish_many(group_name(topic), layer_messages)
+    if sent is not None:
+        sent(encoded)
     if _listeners:
         with _listeners_lock:
             callbacks = list(_listeners.get(topic, ()))

@@ -2,11 +2,14 @@
 
 A sequenced topic's persisted log only grows: an event, once committed with its ``seq``, never
 changes, and the committed log is gapless (one writer per object allocates ``seq`` and commits
-in order; docs/realtime.md). So the events a ``subscribe`` replays are read from the database,
-made into group messages and encoded once per process, and later subscribes to the same object
-(many viewers of one run, a reconnect storm) slice the cached list, reading from the database
-only the events stored since. Once the final event is stored nothing more is written, and a
-finished run's entry also keeps the snapshot (its node statuses are final too).
+in order; docs/realtime.md). So the events a ``subscribe`` replays are made into group messages
+and encoded once per process, and later subscribes to the same object (many viewers of one
+run, a reconnect storm) slice the cached list, reading from the database only the events stored
+since. The log comes from two places: a writer in this process adds its events as they commit
+(``extend``: they were encoded for the live frames already, so a run executed here is replayed
+without reading its events back), and a subscribe adds what it read (``put``). Once the final
+event is stored nothing more is written, and a finished run's entry also keeps the snapshot
+(its node statuses are final too).
 
 What is kept per object: its messages ``seq`` 1..N, each with its frame's ``encoded`` text for
 subscribers of that topic (``realtime.with_encoded_frame``), whether the log is final, and for
@@ -55,6 +58,10 @@ class CachedLog:
         return list(self.messages[seq:])
 
 
+def _size(messages) -> int:
+    return sum(len(message.get("encoded") or "") for message in messages)
+
+
 class ReplayCache:
     """Logs by object id, least recently used out first, at most ``limit`` bytes
     of encoded frames (``settings.REALTIME_REPLAY_CACHE_BYTES`` when None). Thread-safe."""
@@ -67,6 +74,8 @@ class ReplayCache:
         # from their first event on every subscribe, only to be dropped again).
         self._oversized: OrderedDict[uuid.UUID, None] = OrderedDict()
         self._lock = threading.Lock()
+        # Whether a subscribe read this cache yet (``extend``).
+        self._read = False
 
     @property
     def limit(self) -> int:
@@ -80,6 +89,7 @@ class ReplayCache:
         return len(self._entries)
 
     def get(self, object_id: uuid.UUID) -> CachedLog | None:
+        self._read = True
         with self._lock:
             entry = self._entries.get(object_id)
             if entry is not None:
@@ -94,30 +104,63 @@ class ReplayCache:
         snapshot: dict[str, Any] | None = None,
     ) -> CachedLog:
         """Keep a log (``messages`` with ``encoded``; precondition: seqs 1..N as stored) if
-        it fits the bound; answers the entry either way. With ``snapshot`` the log is final
+        it fits the bound; answers the entry kept. With ``snapshot`` the log is final
         (precondition: its last message is the final event, and the snapshot was read after
-        the object's terminal status)."""
-        size = sum(len(message.get("encoded") or "") for message in messages)
+        the object's terminal status). A longer log kept meanwhile (``extend``, by the writer
+        as it committed) stays, and is the answer."""
         entry = CachedLog(
-            messages=tuple(messages), final=snapshot is not None, snapshot=snapshot, size=size
+            messages=tuple(messages),
+            final=snapshot is not None,
+            snapshot=snapshot,
+            size=_size(messages),
         )
-        limit = self.limit
-        if limit <= 0:
+        if self.limit <= 0:
             return entry
         with self._lock:
-            if (previous := self._entries.pop(object_id, None)) is not None:
-                self._size -= previous.size
-            if size > limit:
-                self._oversized[object_id] = None
-                if len(self._oversized) > OVERSIZED_KEPT:
-                    self._oversized.popitem(last=False)
-                return entry
-            self._entries[object_id] = entry
-            self._size += size
-            while self._size > limit:
-                _, evicted = self._entries.popitem(last=False)
-                self._size -= evicted.size
+            kept = self._entries.get(object_id)
+            if kept is not None and kept.last_seq > entry.last_seq:
+                self._entries.move_to_end(object_id)
+                return kept
+            self._keep(object_id, entry)
         return entry
+
+    def extend(self, object_id: uuid.UUID, messages: list[dict[str, Any]]) -> None:
+        """Add messages just committed by the object's writer in this process (with
+        ``encoded``, in ``seq`` order) to its kept log: those that continue it, or that
+        start it at ``seq`` 1. Messages that a subscribe read from the database first are
+        skipped; after a gap (events written by another process) nothing is added, and
+        subscribes read the rest from the database. Nothing is kept until this cache was
+        read once (``get``): a process that serves no subscribes (a worker) keeps nothing."""
+        if not self._read or not messages or self.limit <= 0:
+            return
+        with self._lock:
+            if object_id in self._oversized:
+                return
+            kept = self._entries.get(object_id)
+            have = kept.last_seq if kept is not None else 0
+            new = [message for message in messages if message["seq"] > have]
+            if not new or any(m["seq"] != have + i for i, m in enumerate(new, 1)):
+                return
+            prefix = kept.messages if kept is not None else ()
+            size = (kept.size if kept is not None else 0) + _size(new)
+            log = CachedLog(messages=prefix + tuple(new), final=False, snapshot=None, size=size)
+            self._keep(object_id, log)
+
+    def _keep(self, object_id: uuid.UUID, entry: CachedLog) -> None:
+        # Precondition: holding self._lock.
+        if (previous := self._entries.pop(object_id, None)) is not None:
+            self._size -= previous.size
+        limit = self.limit
+        if entry.size > limit:
+            self._oversized[object_id] = None
+            if len(self._oversized) > OVERSIZED_KEPT:
+                self._oversized.popitem(last=False)
+            return
+        self._entries[object_id] = entry
+        self._size += entry.size
+        while self._size > limit:
+            _, evicted = self._entries.popitem(last=False)
+            self._size -= evicted.size
 
     def oversized(self, object_id: uuid.UUID) -> bool:
         """True when the object's log was once over the bound (it only grows)."""
@@ -128,3 +171,4 @@ class ReplayCache:
             self._entries.clear()
             self._oversized.clear()
             self._size = 0
+            self._read = False

@@ -1,12 +1,16 @@
 """Finished runs' replays, read and encoded once per process (canvas/core/replays.py)."""
 
+import json
+import time
 import uuid
 
 import pytest
 from channels.db import database_sync_to_async
+from django.db import connection
 from django.utils import timezone
 
 from canvas.core.exceptions import NotFoundError
+from canvas.core.realtime import event_frame
 from canvas.core.replays import ReplayCache
 from tests.fakes.base import Behaviour
 from tests.realtime.test_execution_topic import llm_graph, ollama, socket_for  # noqa: F401
@@ -288,3 +292,165 @@ async def test_a_cached_replay_is_the_uncached_one_byte_for_byte(user, ollama, s
         assert cached == uncached
         assert any('"event": "node.token"' in text for text in uncached) == tokens
         replay_cache.clear()
+
+
+# --- the writer's log, kept as it commits (ReplayCache.extend) --------------------------------
+
+
+def numbered(first: int, last: int, size: int = 10) -> list[dict]:
+    return [{"seq": seq, "event": "e", "encoded": "x" * size} for seq in range(first, last + 1)]
+
+
+def read_once(cache: ReplayCache) -> ReplayCache:
+    cache.get(uuid.uuid4())  # as a subscribe does
+    return cache
+
+
+def test_a_writers_events_are_kept_from_seq_1_on_as_they_continue_the_log():
+    cache = read_once(ReplayCache(limit=1000))
+    key = uuid.uuid4()
+
+    cache.extend(key, numbered(1, 1))
+    cache.extend(key, numbered(2, 4))
+
+    kept = cache.get(key)
+    assert [m["seq"] for m in kept.messages] == [1, 2, 3, 4]
+    assert not kept.final
+    assert kept.snapshot is None
+    assert cache.size == kept.size == 40
+
+
+def test_events_a_subscribe_read_first_are_skipped_and_the_rest_added():
+    cache = read_once(ReplayCache(limit=1000))
+    key = uuid.uuid4()
+    cache.put(key, tuple(numbered(1, 3)))  # a subscribe read them after they committed
+
+    cache.extend(key, numbered(2, 5))
+
+    assert [m["seq"] for m in cache.get(key).messages] == [1, 2, 3, 4, 5]
+    assert cache.size == 50
+
+
+def test_nothing_is_added_after_a_gap():
+    cache = read_once(ReplayCache(limit=1000))
+    started, elsewhere = uuid.uuid4(), uuid.uuid4()
+    cache.extend(started, numbered(1, 2))
+
+    cache.extend(started, numbered(4, 5))  # seq 3 was written by another process
+    cache.extend(elsewhere, numbered(3, 4))  # a run this process did not start
+    cache.extend(started, [*numbered(3, 3), *numbered(5, 5)])  # not one run of seqs
+
+    assert [m["seq"] for m in cache.get(started).messages] == [1, 2]
+    assert cache.get(elsewhere) is None
+
+
+def test_a_process_that_never_served_a_subscribe_keeps_nothing():
+    cache = ReplayCache(limit=1000)
+    key = uuid.uuid4()
+    cache.extend(key, numbered(1, 2))
+    assert len(cache) == 0
+    assert cache.size == 0
+
+    cache.get(key)
+    cache.extend(key, numbered(1, 2))
+    assert cache.get(key).last_seq == 2
+
+    cache.clear()  # forgets that it was read, too (each test starts afresh)
+    cache.extend(key, numbered(1, 2))
+    assert len(cache) == 0
+
+
+def test_a_written_log_is_bounded_like_a_read_one():
+    cache = read_once(ReplayCache(limit=100))
+    other, key = uuid.uuid4(), uuid.uuid4()
+    cache.extend(other, numbered(1, 5))
+    cache.extend(key, numbered(1, 6))  # 50 + 60: the least recently used goes
+    assert cache.get(other) is None
+    assert cache.size == 60
+
+    cache.extend(key, numbered(7, 11))  # 110: over the bound, no longer kept
+    assert cache.get(key) is None
+    assert cache.oversized(key)
+    cache.extend(key, numbered(12, 12))
+    assert cache.get(key) is None
+    assert cache.size == 0
+
+    off = read_once(ReplayCache(limit=0))
+    off.extend(key, numbered(1, 1))
+    assert len(off) == 0
+
+
+def test_a_subscribes_shorter_read_does_not_replace_a_longer_written_log():
+    cache = read_once(ReplayCache(limit=1000))
+    key = uuid.uuid4()
+    cache.extend(key, numbered(1, 5))
+
+    # It read the log's first 3 before the writer's last two were added.
+    answer = cache.put(key, tuple(numbered(1, 3)))
+
+    assert answer.last_seq == 5
+    assert cache.get(key).last_seq == 5
+    assert cache.size == 50
+
+
+def kept_whole(execution_id, last_seq: int):
+    """The writer's log as kept once its last flush's callbacks ran (they run just after the
+    commit that wait_for sees)."""
+    deadline = time.monotonic() + 5
+    while (kept := replay_cache.get(execution_id)) is None or kept.last_seq < last_seq:
+        assert time.monotonic() < deadline, "the run's log was not kept"
+        time.sleep(0.01)
+    return kept
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_executed_here_is_replayed_reading_only_its_snapshot(
+    user, settings, django_assert_num_queries
+):
+    replay_cache.get(uuid.uuid4())  # this process has served a subscribe
+    execution = run_graph(text_graph(user))
+    topic = ExecutionTopic()
+    stored = topic.events_after(object_id=execution.id, after=0)
+
+    kept = kept_whole(execution.id, len(stored))
+    assert not kept.final
+    assert without_encoded(kept.messages) == stored
+    # Each kept frame is its stored event's (compared decoded: a read on PostgreSQL gives a
+    # JSON object's keys in jsonb's order).
+    assert [json.loads(m["encoded"]) for m in kept.messages] == [
+        event_frame(m["topic"], m) for m in stored
+    ]
+
+    with django_assert_num_queries(1):  # the snapshot: the events come from the writer
+        opened = topic.open(user=user, object_id=execution.id, after=2)
+    assert opened.final
+    assert opened.events == list(kept.messages[2:])
+    assert replay_cache.get(execution.id).final  # with the snapshot, read after the end
+
+    replay_cache.clear()
+    settings.REALTIME_REPLAY_CACHE_BYTES = 0
+    uncached = topic.open(user=user, object_id=execution.id, after=2)
+    assert without_encoded(opened.events) == without_encoded(uncached.events)
+    assert (opened.snapshot, opened.last_seq) == (uncached.snapshot, uncached.last_seq)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_written_logs_replay_is_the_uncached_one(user, ollama, settings):  # noqa: F811
+    replay_cache.get(uuid.uuid4())
+    execution = await database_sync_to_async(run_graph)(
+        await database_sync_to_async(llm_graph)(user)
+    )
+    stored = await database_sync_to_async(ExecutionTopic().events_after)(
+        object_id=execution.id, after=0
+    )
+    await database_sync_to_async(kept_whole)(execution.id, len(stored))
+
+    written = await raw_replay(user, execution.id, 0)
+    replay_cache.clear()
+    settings.REALTIME_REPLAY_CACHE_BYTES = 0
+    uncached = await raw_replay(user, execution.id, 0)
+
+    assert [json.loads(text) for text in written] == [json.loads(text) for text in uncached]
+    assert any('"event": "node.token"' in text for text in written)
+    if connection.vendor == "sqlite":  # its JSON keeps the keys' order
+        assert written == uncached
