@@ -27,9 +27,10 @@ from __future__ import annotations
 import dataclasses
 import threading
 import uuid
-from collections import OrderedDict
+from operator import attrgetter
 from typing import Any
 
+from cachetools import LRUCache
 from django.conf import settings
 
 # How many objects over the bound are remembered as such.
@@ -64,15 +65,17 @@ def _size(messages) -> int:
 
 class ReplayCache:
     """Logs by object id, least recently used out first, at most ``limit`` bytes
-    of encoded frames (``settings.REALTIME_REPLAY_CACHE_BYTES`` when None). Thread-safe."""
+    of encoded frames (``settings.REALTIME_REPLAY_CACHE_BYTES`` when None). Thread-safe.
+
+    The entries are a ``cachetools.LRUCache`` weighing each log by its frames' length; it is
+    made afresh, empty, when the bound read from the settings has changed (tests change it)."""
 
     def __init__(self, limit: int | None = None):
         self._limit = limit
-        self._entries: OrderedDict[uuid.UUID, CachedLog] = OrderedDict()
-        self._size = 0
+        self._entries: LRUCache | None = None
         # Objects whose log outgrew the bound: read from the database as if uncached (not
         # from their first event on every subscribe, only to be dropped again).
-        self._oversized: OrderedDict[uuid.UUID, None] = OrderedDict()
+        self._oversized = LRUCache(maxsize=OVERSIZED_KEPT)
         self._lock = threading.Lock()
         # Whether a subscribe read this cache yet (``extend``).
         self._read = False
@@ -83,18 +86,15 @@ class ReplayCache:
 
     @property
     def size(self) -> int:
-        return self._size
+        return 0 if self._entries is None else self._entries.currsize
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return 0 if self._entries is None else len(self._entries)
 
     def get(self, object_id: uuid.UUID) -> CachedLog | None:
         self._read = True
         with self._lock:
-            entry = self._entries.get(object_id)
-            if entry is not None:
-                self._entries.move_to_end(object_id)
-            return entry
+            return None if self._entries is None else self._entries.get(object_id)
 
     def put(
         self,
@@ -114,14 +114,15 @@ class ReplayCache:
             snapshot=snapshot,
             size=_size(messages),
         )
-        if self.limit <= 0:
+        limit = self.limit
+        if limit <= 0:
             return entry
         with self._lock:
-            kept = self._entries.get(object_id)
+            entries = self._entries_bounded_by(limit)
+            kept = entries.get(object_id)
             if kept is not None and kept.last_seq > entry.last_seq:
-                self._entries.move_to_end(object_id)
                 return kept
-            self._keep(object_id, entry)
+            self._keep(entries, object_id, entry)
         return entry
 
     def extend(self, object_id: uuid.UUID, messages: list[dict[str, Any]]) -> None:
@@ -131,12 +132,14 @@ class ReplayCache:
         skipped; after a gap (events written by another process) nothing is added, and
         subscribes read the rest from the database. Nothing is kept until this cache was
         read once (``get``): a process that serves no subscribes (a worker) keeps nothing."""
-        if not self._read or not messages or self.limit <= 0:
+        limit = self.limit
+        if not self._read or not messages or limit <= 0:
             return
         with self._lock:
             if object_id in self._oversized:
                 return
-            kept = self._entries.get(object_id)
+            entries = self._entries_bounded_by(limit)
+            kept = entries.get(object_id)
             have = kept.last_seq if kept is not None else 0
             new = [message for message in messages if message["seq"] > have]
             if not new or any(m["seq"] != have + i for i, m in enumerate(new, 1)):
@@ -144,23 +147,21 @@ class ReplayCache:
             prefix = kept.messages if kept is not None else ()
             size = (kept.size if kept is not None else 0) + _size(new)
             log = CachedLog(messages=prefix + tuple(new), final=False, snapshot=None, size=size)
-            self._keep(object_id, log)
+            self._keep(entries, object_id, log)
 
-    def _keep(self, object_id: uuid.UUID, entry: CachedLog) -> None:
+    def _entries_bounded_by(self, limit: int) -> LRUCache:
         # Precondition: holding self._lock.
-        if (previous := self._entries.pop(object_id, None)) is not None:
-            self._size -= previous.size
-        limit = self.limit
-        if entry.size > limit:
+        if self._entries is None or self._entries.maxsize != limit:
+            self._entries = LRUCache(maxsize=limit, getsizeof=attrgetter("size"))
+        return self._entries
+
+    def _keep(self, entries: LRUCache, object_id: uuid.UUID, entry: CachedLog) -> None:
+        # Precondition: holding self._lock.
+        try:
+            entries[object_id] = entry  # least recently used out until it fits
+        except ValueError:  # over the whole bound: nothing is evicted for it
+            entries.pop(object_id, None)
             self._oversized[object_id] = None
-            if len(self._oversized) > OVERSIZED_KEPT:
-                self._oversized.popitem(last=False)
-            return
-        self._entries[object_id] = entry
-        self._size += entry.size
-        while self._size > limit:
-            _, evicted = self._entries.popitem(last=False)
-            self._size -= evicted.size
 
     def oversized(self, object_id: uuid.UUID) -> bool:
         """True when the object's log was once over the bound (it only grows)."""
@@ -168,7 +169,6 @@ class ReplayCache:
 
     def clear(self) -> None:
         with self._lock:
-            self._entries.clear()
+            self._entries = None
             self._oversized.clear()
-            self._size = 0
             self._read = False
