@@ -18,6 +18,7 @@ from workflows.nodes.base import node_class
 from workflows.selectors import (
     EVENTS_PAGE_SIZE,
     execution_events_after,
+    execution_snapshot_and_events_for_user,
     execution_snapshot_for_user,
 )
 from workflows.services import execution_cancel_for_user
@@ -64,10 +65,10 @@ class ExecutionTopic(realtime.Topic):
     def open(self, *, user, object_id: uuid.UUID, after: int | None) -> realtime.Opened:
         # The group was joined before this read, so anything committed from now on also
         # arrives live. One statement checks ownership and reads the status, the node statuses
-        # and last_seq together, so the snapshot is of one moment; and a run's terminal status
-        # commits with its final event (the recorder's last flush, a queued run's cancel,
-        # execution_fail_owned), so a terminal status read here comes with a last_seq that
-        # includes the final event.
+        # and last_seq together (and the events a replay needs with them), so the snapshot is
+        # of one moment; and a run's terminal status commits with its final event (the
+        # recorder's last flush, a queued run's cancel, execution_fail_owned), so a terminal
+        # status read here comes with a last_seq that includes the final event.
         cached = replay_cache.get(object_id)
         if cached is not None and cached.final:
             # A finished run's log and snapshot are kept: only ownership is read (and the
@@ -75,15 +76,39 @@ class ExecutionTopic(realtime.Topic):
             head = execution_snapshot_for_user(user=user, execution_id=object_id, with_nodes=False)
             if head["status"] in TERMINAL_STATUSES:
                 return self._opened_from(cached, after)
-        snapshot = execution_snapshot_for_user(user=user, execution_id=object_id)
-        status, last_seq = snapshot["status"], snapshot["last_seq"]
-        finished = status in TERMINAL_STATUSES
         if after is None:
+            snapshot = execution_snapshot_for_user(user=user, execution_id=object_id)
             # Nothing more will come after a terminal status: its last_seq is the final event's.
-            return realtime.Opened(snapshot=snapshot, last_seq=last_seq, final=finished)
-        log = self._cached_log(object_id, cached, last_seq, snapshot if finished else None)
-        # No log: the cache is off, the log outgrew it, or it was not 1..N (which it always is).
-        replay = log.after(after) if log is not None else self._log_after(object_id, after)
+            final = snapshot["status"] in TERMINAL_STATUSES
+            return realtime.Opened(snapshot=snapshot, last_seq=snapshot["last_seq"], final=final)
+        keeping = replay_cache.limit > 0 and not replay_cache.oversized(object_id)
+        if keeping and cached is not None:
+            # Its log is kept (a run executed here, or subscribed to before), often whole:
+            # the snapshot, then the events stored since only if there are any.
+            snapshot = execution_snapshot_for_user(user=user, execution_id=object_id)
+            start = cached.last_seq
+            rows = []
+            if start < snapshot["last_seq"]:
+                rows = execution_events_after(execution_id=object_id, after=start)
+        else:
+            # Nothing of it kept: the snapshot and the events in one statement (one round
+            # trip), from the start when they will be kept, else after ``after``.
+            start = 0 if keeping else after
+            snapshot, rows = execution_snapshot_and_events_for_user(
+                user=user, execution_id=object_id, after=start
+            )
+        read = stored_messages(object_id, rows)
+        if len(rows) == EVENTS_PAGE_SIZE:
+            read += self._log_after(object_id, read[-1]["seq"])
+        last_seq = snapshot["last_seq"]
+        finished = snapshot["status"] in TERMINAL_STATUSES
+        if not keeping:
+            replay = read
+        else:
+            ended = snapshot if finished else None
+            log = self._cached_log(object_id, cached, read, last_seq, ended)
+            # None: what was read does not continue the kept log (it always does).
+            replay = log.after(after) if log is not None else self._log_after(object_id, after)
         sent = replay[-1]["seq"] if replay else after
         # Nothing more will come once the terminal event was sent; otherwise the consumer
         # keeps checking the tail on its heartbeat.
@@ -94,20 +119,18 @@ class ExecutionTopic(realtime.Topic):
         self,
         object_id: uuid.UUID,
         cached: CachedLog | None,
+        rest: list[dict[str, Any]],
         last_seq: int,
         finished_snapshot: dict[str, Any] | None,
     ) -> CachedLog | None:
-        """The run's log through at least ``last_seq``: the cached prefix, plus the events
-        stored since read once and kept for the next subscribers. ``finished_snapshot``: the
-        snapshot of a run read as terminal, kept with its log once that ends in the final
-        event."""
-        if replay_cache.limit <= 0 or replay_cache.oversized(object_id):
-            return None
+        """The run's log: the cached prefix plus ``rest``, the events stored after it (read
+        with the snapshot), kept for the next subscribers; None when ``rest`` does not
+        continue the prefix. ``finished_snapshot``: the snapshot of a run read as terminal,
+        kept with its log once that ends in the final event."""
         prefix = cached.messages if cached is not None else ()
         have = len(prefix)
-        if have < last_seq:
-            rest = self._log_after(object_id, have)
-            if rest and (rest[0]["seq"] != have + 1 or rest[-1]["seq"] != have + len(rest)):
+        if rest:
+            if rest[0]["seq"] != have + 1 or rest[-1]["seq"] != have + len(rest):
                 return None
             prefix += tuple(realtime.with_encoded_frame(message) for message in rest)
         final = bool(prefix) and prefix[-1]["event"] in FINAL_EVENTS

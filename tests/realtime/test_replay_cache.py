@@ -18,7 +18,11 @@ from tests.workflows.conftest import build_graph, run_graph, wait_for
 from workflows.events import STORED_FIELDS
 from workflows.models import Execution, ExecutionEvent
 from workflows.realtime import ExecutionTopic, replay_cache
-from workflows.selectors import execution_events_after, execution_snapshot_for_user
+from workflows.selectors import (
+    execution_events_after,
+    execution_snapshot_and_events_for_user,
+    execution_snapshot_for_user,
+)
 from workflows.services import execution_create
 
 FINAL = {"execution.completed", "execution.failed", "execution.cancelled"}
@@ -182,8 +186,8 @@ def test_a_run_over_the_bound_is_read_from_after_as_without_the_cache(
     assert replay_cache.get(execution.id) is None
     assert replay_cache.oversized(execution.id)
 
-    # Then: the snapshot statement, the events after 2 (not from 1 again).
-    with django_assert_num_queries(2) as captured:
+    # Then: the snapshot with the events after 2 (not from 1 again), in one statement.
+    with django_assert_num_queries(1) as captured:
         again = topic.open(user=user, object_id=execution.id, after=2)
 
     assert again == uncached
@@ -421,10 +425,14 @@ def test_a_run_executed_here_is_replayed_reading_only_its_snapshot(
         event_frame(m["topic"], m) for m in stored
     ]
 
-    with django_assert_num_queries(1):  # the snapshot: the events come from the writer
+    # The snapshot's statement only; the replay is the very messages the writer kept.
+    with django_assert_num_queries(1):
         opened = topic.open(user=user, object_id=execution.id, after=2)
     assert opened.final
-    assert opened.events == list(kept.messages[2:])
+    assert len(opened.events) == len(stored) - 2
+    assert all(
+        sent is written for sent, written in zip(opened.events, kept.messages[2:], strict=True)
+    )
     assert replay_cache.get(execution.id).final  # with the snapshot, read after the end
 
     replay_cache.clear()
@@ -454,3 +462,52 @@ async def test_a_written_logs_replay_is_the_uncached_one(user, ollama, settings)
     assert any('"event": "node.token"' in text for text in written)
     if connection.vendor == "sqlite":  # its JSON keeps the keys' order
         assert written == uncached
+
+
+# --- the subscribe's one statement (execution_snapshot_and_events_for_user) ------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_snapshot_and_the_events_are_read_in_one_statement_as_apart(
+    user, other_user, django_assert_num_queries
+):
+    execution = run_graph(text_graph(user))
+    last = execution.events.count()
+
+    for after, limit in ((0, 1000), (2, 1000), (1, 2), (last, 1000)):
+        with django_assert_num_queries(1):
+            snapshot, events = execution_snapshot_and_events_for_user(
+                user=user, execution_id=execution.id, after=after, limit=limit
+            )
+        assert snapshot == execution_snapshot_for_user(user=user, execution_id=execution.id)
+        assert events == execution_events_after(execution_id=execution.id, after=after, limit=limit)
+    for who, execution_id in ((other_user, execution.id), (user, uuid.uuid4())):
+        with pytest.raises(NotFoundError):
+            execution_snapshot_and_events_for_user(user=who, execution_id=execution_id, after=0)
+
+
+@pytest.mark.django_db
+def test_the_one_statement_of_a_run_without_node_runs_or_events(user):
+    graph = text_graph(user)
+    execution = Execution.objects.create(
+        owner=user, graph=graph, graph_version=graph.version, snapshot={}, queued_at=timezone.now()
+    )
+
+    assert execution_snapshot_and_events_for_user(
+        user=user, execution_id=execution.id, after=0
+    ) == ({"status": "queued", "nodes": {}, "last_seq": 0}, [])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_subscribe_to_a_run_written_elsewhere_is_one_statement(user, django_assert_num_queries):
+    execution = run_graph(text_graph(user))  # this process served no subscribe: nothing kept
+    assert replay_cache.get(execution.id) is None
+    stored = ExecutionTopic().events_after(object_id=execution.id, after=0)
+
+    with django_assert_num_queries(1):
+        opened = ExecutionTopic().open(user=user, object_id=execution.id, after=0)
+
+    assert without_encoded(opened.events) == stored
+    assert opened.final
+    assert opened.snapshot == execution_snapshot_for_user(user=user, execution_id=execution.id)
+    assert replay_cache.get(execution.id).final  # kept, with its snapshot
