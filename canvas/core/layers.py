@@ -180,6 +180,36 @@ class _SharedLoopLayer(RedisPubSubLoopLayer):
 
 
 class _SharedShard(RedisSingleShardConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._has_subscriptions = asyncio.Event()
+
+    async def subscribe(self, channel: str) -> None:
+        await super().subscribe(channel)
+        self._has_subscriptions.set()
+
+    async def _do_receiving(self) -> None:
+        # RedisSingleShardConnection._do_receiving, waiting for a subscription where it
+        # sleeps 0.1 s at a time. Its reader starts with the process's first subscription,
+        # before that subscription is made, so it always slept once: the first messages of
+        # the process's first socket came up to 0.1 s late (measured: a run's first tokens
+        # 68-72 ms, bench/realtime.py). ``hold_pubsub_receiver`` keeps it subscribed after.
+        while True:
+            try:
+                if self._pubsub and self._pubsub.subscribed:
+                    message = await self._pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=0.1
+                    )
+                    self._receive_message(message)
+                else:
+                    self._has_subscriptions.clear()
+                    await self._has_subscriptions.wait()
+            except (TimeoutError, asyncio.CancelledError, GeneratorExit):
+                raise
+            except BaseException:
+                logger.exception("Unexpected exception in receive task")
+                await asyncio.sleep(1)
+
     async def publish_many(self, items: list[tuple[str, bytes]]) -> None:
         async with self._lock:
             self._ensure_redis()
