@@ -65,10 +65,11 @@ class ExecutionTopic(realtime.Topic):
     def open(self, *, user, object_id: uuid.UUID, after: int | None) -> realtime.Opened:
         # The group was joined before this read, so anything committed from now on also
         # arrives live. One statement checks ownership and reads the status, the node statuses
-        # and last_seq together (and the events a replay needs with them), so the snapshot is
-        # of one moment; and a run's terminal status commits with its final event (the
-        # recorder's last flush, a queued run's cancel, execution_fail_owned), so a terminal
-        # status read here comes with a last_seq that includes the final event.
+        # and last_seq together, so the snapshot is of one moment (events read after it may
+        # run past its last_seq: they are committed, and the seq check drops their live
+        # copies); and a run's terminal status commits with its final event (the recorder's
+        # last flush, a queued run's cancel, execution_fail_owned), so a terminal status read
+        # here comes with a last_seq that includes the final event.
         cached = replay_cache.get(object_id)
         if cached is not None and cached.final:
             # A finished run's log and snapshot are kept: only ownership is read (and the

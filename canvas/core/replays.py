@@ -132,8 +132,10 @@ class ReplayCache:
         skipped; after a gap (events written by another process) nothing is added, and
         subscribes read the rest from the database. Nothing is kept until this cache was
         read once (``get``): a process that serves no subscribes (a worker) keeps nothing."""
+        if not self._read or not messages:
+            return  # (before the setting's lookup: a worker publishes on every flush)
         limit = self.limit
-        if not self._read or not messages or limit <= 0:
+        if limit <= 0:
             return
         with self._lock:
             if object_id in self._oversized:
