@@ -1,7 +1,12 @@
 """canvas/daphne_server.py: autobahn's per-frame debug-log arguments are built lazily; the
-objects made at startup are frozen before the server serves."""
+objects made at startup are frozen before the server serves; the server's loop is uvloop's
+unless DAPHNE_EVENT_LOOP says otherwise."""
 
+import asyncio
 import gc
+import os
+import subprocess
+import sys
 
 import autobahn.twisted.websocket
 import autobahn.util
@@ -11,7 +16,8 @@ import pytest
 from autobahn.websocket.protocol import WebSocketProtocol
 from daphne.server import Server
 
-from canvas.daphne_server import CanvasServer, lazy_highlights
+from canvas.daphne_server import CanvasServer, lazy_highlights, use_event_loop
+from tests.live import BASE_DIR
 
 
 def test_autobahn_highlights_render_as_before_but_only_when_formatted(monkeypatch):
@@ -52,3 +58,81 @@ def test_the_server_freezes_its_startup_objects_before_it_serves(monkeypatch, un
 
     assert seen
     assert seen[0] > 10_000
+
+
+# The entry point run as ``python -m`` runs it, stopped by ``--help`` once Daphne's module (and
+# with it the loop Daphne serves on) was imported; prints that loop's class.
+SERVED_LOOP = """
+import runpy, sys
+sys.argv = ["canvas.daphne_server", "--help"]
+try:
+    runpy.run_module("canvas.daphne_server", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+loop = sys.modules["daphne.server"].twisted_loop
+print(type(loop).__module__, type(loop).__name__)
+"""
+
+
+def served_loop(daphne_event_loop: str | None) -> str:
+    env = {key: value for key, value in os.environ.items() if key != "DAPHNE_EVENT_LOOP"}
+    if daphne_event_loop is not None:
+        env["DAPHNE_EVENT_LOOP"] = daphne_event_loop
+    done = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", SERVED_LOOP],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.splitlines()[-1]
+
+
+def test_the_server_serves_on_uvloop_by_default():
+    assert served_loop(None) == "uvloop Loop"
+
+
+def test_daphne_event_loop_asyncio_keeps_the_standard_library_loop():
+    assert served_loop("asyncio") == "asyncio.unix_events _UnixSelectorEventLoop"
+
+
+def test_an_unknown_event_loop_stops_the_server_with_one_line():
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "canvas.daphne_server", "canvas.asgi:application"],
+        cwd=BASE_DIR,
+        env={**os.environ, "DAPHNE_EVENT_LOOP": "trio"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr == (
+        "canvas.daphne_server: DAPHNE_EVENT_LOOP must be one of uvloop, asyncio, not 'trio'.\n"
+    )
+
+
+@pytest.fixture
+def policy_restored():
+    policy = asyncio.get_event_loop_policy()
+    yield
+    asyncio.set_event_loop_policy(policy)
+
+
+def test_without_uvloop_the_default_is_the_standard_loop(monkeypatch, policy_restored):
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # its import fails, as where not installed
+
+    assert use_event_loop(None) == "asyncio"
+    assert type(asyncio.get_event_loop_policy()) is asyncio.DefaultEventLoopPolicy
+    with pytest.raises(ValueError, match="uvloop is not installed"):
+        use_event_loop("uvloop")
+
+
+def test_use_event_loop_sets_the_policy_it_names(policy_restored):
+    import uvloop
+
+    assert use_event_loop("uvloop") == "uvloop"
+    assert isinstance(asyncio.get_event_loop_policy(), uvloop.EventLoopPolicy)
+    assert use_event_loop("asyncio") == "asyncio"
+    assert type(asyncio.get_event_loop_policy()) is asyncio.DefaultEventLoopPolicy
