@@ -30,6 +30,14 @@ all again: ~90 ms with the serving loop stopped, about once every 500 small runs
 with ``gc.callbacks`` while 8 clients looped 3-node runs). The server freezes them
 (``gc.freeze``) before it serves: a full collection then walks only what came after, ~20 ms.
 
+And a text message goes out as autobahn's ``PreparedMessage`` (``PreparedWebSocketProtocol``):
+its frame built in one step and written by ``sendPreparedMessage``, the API autobahn offers for
+sending one message to many sockets, instead of through ``sendMessage``'s per-message asserts,
+statistics and ``sendFrame``. The bytes on the wire are the same (tested against
+``sendMessage``); a binary, fragmented, compressed or over-limit message, and one sent before
+the handshake completed, still goes through ``sendMessage``. In the 500-socket live fan-out
+the serving process's CPU per frame fell from 18-19 to 16-17 us (three alternating pairs).
+
 And the event loop under Twisted's reactor is uvloop's (MagicStack's libuv loop, the one
 uvicorn uses) rather than the standard library's. Daphne runs Twisted's asyncio reactor on a
 loop it makes when ``daphne.server`` is imported, from the event loop policy of that moment,
@@ -85,9 +93,12 @@ import autobahn.twisted.websocket  # noqa: E402
 import autobahn.util  # noqa: E402
 import autobahn.websocket.protocol  # noqa: E402
 import daphne.server  # noqa: E402
+from autobahn.websocket.protocol import PreparedMessage  # noqa: E402
 from daphne.cli import CommandLineInterface  # noqa: E402
 from daphne.http_protocol import HTTPFactory, WebRequest  # noqa: E402
 from daphne.server import Server  # noqa: E402
+from daphne.ws_protocol import WebSocketProtocol  # noqa: E402
+from daphne.ws_protocol import logger as ws_logger  # noqa: E402
 
 
 class _Highlighted:
@@ -153,6 +164,27 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
+class PreparedWebSocketProtocol(WebSocketProtocol):
+    """Daphne's WebSocket protocol, sending a text message as autobahn's ``PreparedMessage``
+    (its frame built in one step) instead of through ``sendMessage``."""
+
+    def serverSend(self, content, binary=False):
+        if (
+            binary
+            or self.state != self.STATE_OPEN
+            or self._perMessageCompress is not None
+            or self.autoFragmentSize
+        ):
+            super().serverSend(content, binary)
+            return
+        payload = content.encode("utf8")
+        if 0 < self.maxMessagePayloadSize < len(payload):
+            super().serverSend(content, binary)  # refused by sendMessage, as before
+            return
+        ws_logger.debug("Sent WebSocket packet to client for %s", self.client_addr)
+        self.sendPreparedMessage(PreparedMessage(payload, False, False, False))
+
+
 class CanvasServer(Server):
     def run(self):
         # The application (canvas.asgi, Django set up) was imported before the server was made.
@@ -163,6 +195,7 @@ class CanvasServer(Server):
         # run() has built the WebSocket factory and set Daphne's options on it; the reactor
         # accepts no connection before its ports listen, so every connection gets this.
         self.ws_factory.setProtocolOptions(failByDrop=False)
+        self.ws_factory.protocol = PreparedWebSocketProtocol
         super().listen_success(port)
 
 

@@ -3,6 +3,7 @@ objects made at startup are frozen before the server serves; the server's loop i
 unless DAPHNE_EVENT_LOOP says otherwise."""
 
 import asyncio
+import collections
 import gc
 import os
 import subprocess
@@ -13,10 +14,18 @@ import autobahn.util
 import autobahn.websocket.protocol
 import click
 import pytest
-from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.exception import PayloadExceededError
+from autobahn.websocket.protocol import TrafficStats
+from autobahn.websocket.protocol import WebSocketProtocol as AutobahnProtocol
 from daphne.server import Server
+from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 
-from canvas.daphne_server import CanvasServer, lazy_highlights, use_event_loop
+from canvas.daphne_server import (
+    CanvasServer,
+    PreparedWebSocketProtocol,
+    lazy_highlights,
+    use_event_loop,
+)
 from tests.live import BASE_DIR
 
 
@@ -28,7 +37,7 @@ def test_autobahn_highlights_render_as_before_but_only_when_formatted(monkeypatc
     lazy_highlights()  # idempotent
 
     hltype, hlval = autobahn.websocket.protocol.hltype, autobahn.twisted.websocket.hlval
-    method = WebSocketProtocol.sendData
+    method = AutobahnProtocol.sendData
     assert f"{hltype(method)}" == autobahn.util.hltype(method)
     assert f"{hlval(42)}" == autobahn.util.hlval(42)
     assert str(hlval("peer", color="green", bold=False)) == autobahn.util.hlval(
@@ -136,3 +145,79 @@ def test_use_event_loop_sets_the_policy_it_names(policy_restored):
     assert isinstance(asyncio.get_event_loop_policy(), uvloop.EventLoopPolicy)
     assert use_event_loop("asyncio") == "asyncio"
     assert type(asyncio.get_event_loop_policy()) is asyncio.DefaultEventLoopPolicy
+
+
+class Wire:
+    """A transport that keeps what it is given."""
+
+    def __init__(self):
+        self.written = bytearray()
+
+    def write(self, data):
+        self.written += data
+
+
+def open_protocol(protocol_class, **options):
+    """A Daphne WebSocket protocol in the open state on a ``Wire``, with Daphne's options."""
+    factory = WebSocketFactory(Server.__new__(Server), server="test")
+    factory.setProtocolOptions(
+        maxMessagePayloadSize=1024 * 1024, maxFramePayloadSize=1024 * 1024, **options
+    )
+    factory.protocol = protocol_class
+    protocol = factory.buildProtocol(("127.0.0.1", 1))
+    for name in protocol.CONFIG_ATTRS:  # what connectionMade copies from the factory
+        setattr(protocol, name, getattr(factory, name))
+    protocol.transport = Wire()
+    protocol.state = protocol.STATE_OPEN
+    protocol._perMessageCompress = None
+    protocol.send_queue = collections.deque()
+    protocol.trafficStats = TrafficStats()
+    protocol.trackedTimings = None
+    protocol.client_addr = ("127.0.0.1", 1)
+    return protocol
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 65535, 65536, 300_000])
+def test_a_text_message_goes_out_as_the_same_bytes_as_autobahns_send_message(length):
+    text = ("é" * length)[: max(length - length // 3, 0)] + "x" * (length // 3)
+    prepared = open_protocol(PreparedWebSocketProtocol)
+    plain = open_protocol(WebSocketProtocol)
+
+    prepared.serverSend(text)
+    plain.serverSend(text)
+
+    assert bytes(prepared.transport.written) == bytes(plain.transport.written)
+    assert len(prepared.transport.written) >= len(text.encode())
+
+
+def test_a_message_over_the_limit_is_refused_as_before():
+    prepared = open_protocol(PreparedWebSocketProtocol)
+
+    with pytest.raises(PayloadExceededError):
+        prepared.serverSend("x" * (1024 * 1024 + 1))
+    assert prepared.transport.written == b""
+
+
+def test_binary_and_fragmented_messages_go_through_send_message(monkeypatch):
+    sent = []
+    monkeypatch.setattr(
+        WebSocketProtocol, "sendMessage", lambda self, payload, binary: sent.append(binary)
+    )
+    prepared = open_protocol(PreparedWebSocketProtocol)
+    prepared.serverSend(b"\x00\x01", True)
+    fragmenting = open_protocol(PreparedWebSocketProtocol, autoFragmentSize=16)
+    fragmenting.serverSend("text")
+
+    assert sent == [True, False]
+    assert prepared.transport.written == fragmenting.transport.written == b""
+
+
+def test_the_server_builds_its_sockets_with_the_prepared_protocol(monkeypatch):
+    monkeypatch.setattr(Server, "listen_success", lambda self, port: None)
+    server = CanvasServer.__new__(CanvasServer)
+    server.ws_factory = WebSocketFactory(server, server="test")
+
+    server.listen_success(port=None)
+
+    assert server.ws_factory.protocol is PreparedWebSocketProtocol
+    assert server.ws_factory.failByDrop is False
