@@ -17,12 +17,14 @@ import pytest
 from autobahn.exception import PayloadExceededError
 from autobahn.websocket.protocol import TrafficStats
 from autobahn.websocket.protocol import WebSocketProtocol as AutobahnProtocol
+from daphne.http_protocol import HTTPFactory
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 
 from canvas.daphne_server import (
     CanvasServer,
     PreparedWebSocketProtocol,
+    RawBodyHTTPFactory,
     lazy_highlights,
     use_event_loop,
 )
@@ -221,3 +223,18 @@ def test_the_server_builds_its_sockets_with_the_prepared_protocol(monkeypatch):
 
     assert server.ws_factory.protocol is PreparedWebSocketProtocol
     assert server.ws_factory.failByDrop is False
+
+
+@pytest.mark.parametrize(("verbosity", "lines"), [(0, 0), (1, 0), (2, 1), (3, 1)])
+def test_twisteds_access_log_line_is_made_only_where_daphne_keeps_twisteds_log(
+    monkeypatch, verbosity, lines
+):
+    # Below verbosity 2 Daphne sends Twisted's log nowhere (daphne.server.Server.run).
+    made = []
+    monkeypatch.setattr(HTTPFactory, "log", lambda self, request: made.append(request))
+    server = Server.__new__(Server)
+    server.verbosity = verbosity
+
+    RawBodyHTTPFactory(server).log("request")
+
+    assert len(made) == lines
