@@ -1,7 +1,7 @@
 """Daphne as this project serves it: ``python -m canvas.daphne_server [daphne options] APP``.
 
-Daphne's command line, options and all, with two changes. Daphne (since 4.2.2) passes autobahn a
-WebSocket message and frame limit, 1 MiB by default (``--websocket-max-message-size``,
+Daphne's command line, options and all, with the changes below. Daphne (since 4.2.2) passes
+autobahn a WebSocket message and frame limit, 1 MiB by default (``--websocket-max-message-size``,
 ``--websocket-max-frame-size``), but autobahn fails an over-limit connection with its default
 ``failByDrop``: it drops the TCP connection, and the client sees no close code. Here autobahn
 runs the closing handshake instead, so the client gets **1009** (message too big), as
@@ -194,7 +194,8 @@ class PreparedWebSocketProtocol(WebSocketProtocol):
             super().serverSend(content, binary)  # refused by sendMessage, as before
             return
         ws_logger.debug("Sent WebSocket packet to client for %s", self.client_addr)
-        self.sendPreparedMessage(PreparedMessage(payload, False, False, False))
+        prepared = PreparedMessage(payload, isBinary=False, applyMask=False, doNotCompress=False)
+        self.sendPreparedMessage(prepared)
 
 
 class CanvasServer(Server):

@@ -1,6 +1,8 @@
 """canvas/daphne_server.py: autobahn's per-frame debug-log arguments are built lazily; the
 objects made at startup are frozen before the server serves; the server's loop is uvloop's
-unless DAPHNE_EVENT_LOOP says otherwise."""
+unless DAPHNE_EVENT_LOOP says otherwise; a text frame goes out as autobahn's prepared message,
+the same bytes as sendMessage's; Twisted's own access log line is made only where Daphne keeps
+Twisted's log."""
 
 import asyncio
 import collections
