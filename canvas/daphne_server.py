@@ -49,7 +49,7 @@ loop it makes when ``daphne.server`` is imported, from the event loop policy of 
 so the policy is set here before that import (``use_event_loop``). Every request and frame
 goes through that loop's callbacks, readers and writers (the standard loop's own code was ~20 %
 of the serving loop's samples under 8 clients, py-spy): the CPU per 3-node run fell 6-17 %,
-and 100 streams' token latency about halved (docs/benchmarks.md). ``DAPHNE_EVENT_LOOP=asyncio``
+and 100 streams' token latency halved at p50 (docs/benchmarks.md). ``DAPHNE_EVENT_LOOP=asyncio``
 keeps the standard library's loop; the variable is read from the process's environment
 (before the settings and ``.env``).
 
