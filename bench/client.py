@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import platform
@@ -109,6 +110,12 @@ def migrated(database_url: str) -> dict[str, str]:
     )
     realtime.setup_django(database_url)
     return env
+
+
+def served_event_loop() -> str:
+    """The event loop the served Daphne runs on (canvas/daphne_server.py's choice)."""
+    default = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return os.environ.get("DAPHNE_EVENT_LOOP") or default
 
 
 def rss_mib(pid: int) -> float:
@@ -881,6 +888,7 @@ def main() -> None:
         f"machine: {platform.machine()} {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, {connection.vendor}"
         + (", REDIS_URL set" if os.environ.get("REDIS_URL") else ", in-memory channel layer")
+        + f", Daphne on {served_event_loop()}'s event loop"
     )
     with ExitStack() as stack:
         base, daphne = stack.enter_context(daphne_process(env))
