@@ -11,13 +11,11 @@ import asyncio
 import functools
 import logging
 import time
-import weakref
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 
 from canvas.core import realtime
@@ -50,29 +48,6 @@ def _user_for_token(key: str):
     if token is None or not token.user.is_active:
         return None
     return token.user
-
-
-# Serving loops on which a pub/sub channel is held (see hold_pubsub_receiver).
-_held_on: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, str | None] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-async def hold_pubsub_receiver(layer) -> None:
-    """Keep channels-redis's pub/sub reader reading on this loop for the process's lifetime.
-
-    ``RedisPubSubChannelLayer``'s reader polls in 0.1 s sleeps while its connection subscribes
-    to nothing, so after the last socket left, the next socket's first messages came up to
-    100 ms late (measured: a run's first ~30 tokens at a token every 2 ms, 60-70 ms late).
-    One channel that nothing sends to, held from the first connection on, keeps it reading.
-    """
-    if not isinstance(layer, RedisPubSubChannelLayer):
-        return
-    loop = asyncio.get_running_loop()
-    if loop in _held_on:
-        return
-    _held_on[loop] = None  # before the await: a concurrent connect must not hold a second
-    _held_on[loop] = await layer.new_channel("held.")
 
 
 class RateLimiter:
@@ -108,7 +83,6 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
         # the client a bare HTTP 403 with no reason.
         await self.accept()
         publisher.bind_loop(asyncio.get_running_loop())
-        await hold_pubsub_receiver(self.channel_layer)
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self.strikes = 0
         self.limiter = RateLimiter(

@@ -190,10 +190,10 @@ class _SharedShard(RedisSingleShardConnection):
 
     async def _do_receiving(self) -> None:
         # RedisSingleShardConnection._do_receiving, waiting for a subscription where it
-        # sleeps 0.1 s at a time. Its reader starts with the process's first subscription,
-        # before that subscription is made, so it always slept once: the first messages of
-        # the process's first socket came up to 0.1 s late (measured: a run's first tokens
-        # 68-72 ms, bench/realtime.py). ``hold_pubsub_receiver`` keeps it subscribed after.
+        # sleeps 0.1 s at a time while nothing is subscribed: the first messages after an
+        # idle spell (after the last socket left, and at the process's first subscription,
+        # which starts the reader before it is made) came up to 0.1 s late (measured: a
+        # run's first tokens 68-72 ms, bench/realtime.py).
         while True:
             try:
                 if self._pubsub and self._pubsub.subscribed:

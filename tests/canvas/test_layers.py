@@ -194,3 +194,35 @@ async def test_redis_layer_reads_from_the_first_subscription_on():
         finally:
             await layer.flush()
     assert min(waits) < 0.05, waits
+
+
+@pytest.mark.redis
+async def test_redis_layer_reads_at_once_after_its_last_channel_left():
+    # channels-redis's reader sleeps 0.1 s at a time while the layer subscribes to nothing:
+    # the first socket after an idle spell got its first messages up to 0.1 s late. The best
+    # of three idle spells, so that one slow moment of the machine does not decide.
+    layer = _redis_layer()
+    waits = []
+    try:
+        for _ in range(3):
+            channel = await layer.new_channel()
+            receiving = asyncio.ensure_future(layer.receive(channel))
+            await asyncio.sleep(0.01)
+            receiving.cancel()  # the consumer leaving: its channel is unsubscribed
+            with pytest.raises(asyncio.CancelledError):
+                await receiving
+            await asyncio.sleep(0.005)  # the reader has seen that nothing is subscribed
+
+            channel = await layer.new_channel()
+            started = time.monotonic()
+            await layer.send(channel, {"type": "x"})
+            assert await asyncio.wait_for(layer.receive(channel), 2) == {"type": "x"}
+            waits.append(time.monotonic() - started)
+            receiving = asyncio.ensure_future(layer.receive(channel))
+            await asyncio.sleep(0)
+            receiving.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await receiving
+    finally:
+        await layer.flush()
+    assert min(waits) < 0.05, waits

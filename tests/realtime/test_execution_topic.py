@@ -145,27 +145,3 @@ async def test_cancel_over_the_socket_ends_the_run_cancelled(user, ollama):
     execution = await database_sync_to_async(wait_for)(execution)
     assert execution.status == "cancelled"
     await sock.disconnect()
-
-
-@pytest.mark.redis
-async def test_the_pubsub_reader_keeps_a_channel_after_the_last_socket_left(user):
-    """channels-redis's pub/sub reader sleeps 0.1 s at a time while subscribed to nothing: the
-    first socket after an idle spell got its first messages late. The consumer holds one
-    channel per serving loop, so Redis still lists a subscription after every socket left."""
-    import os
-
-    import redis.asyncio as aioredis
-    from channels.layers import get_channel_layer
-    from django.conf import settings
-
-    layer = get_channel_layer(settings.EVENTS_CHANNEL_LAYER)
-    redis = aioredis.from_url(os.environ["REDIS_URL"])
-    pattern = f"{layer.prefix}held.*"
-    try:
-        before = set(await redis.pubsub_channels(pattern))  # held on other tests' loops
-        for _ in range(2):  # a second socket does not hold a second channel
-            communicator = await socket_for(user)
-            await communicator.disconnect()
-        assert len(set(await redis.pubsub_channels(pattern)) - before) == 1
-    finally:
-        await redis.aclose()
