@@ -166,13 +166,14 @@ class Client:
                 raise RuntimeError(f"POST answered {response.status}: {body}")
         topic = f"execution:{body['id']}"
         await self.ws.send(json.dumps({"type": "subscribe", "topic": topic, "after": 0}))
-        while True:
-            frame = json.loads(await asyncio.wait_for(self.ws.recv(), timeout=60))
-            kind = frame.get("type")
-            if kind == "error":
-                raise RuntimeError(f"socket error: {frame}")
-            if kind == "event" and frame["topic"] == topic and frame["event"] in TERMINAL:
-                break
+        async with asyncio.timeout(60):  # one deadline, not a task per frame (wait_for)
+            while True:
+                frame = json.loads(await self.ws.recv())
+                kind = frame.get("type")
+                if kind == "error":
+                    raise RuntimeError(f"socket error: {frame}")
+                if kind == "event" and frame["topic"] == topic and frame["event"] in TERMINAL:
+                    break
         elapsed = (time.perf_counter() - started) * 1000
         if frame["event"] != "execution.completed":
             raise RuntimeError(f"run ended {frame['event']}: {frame['data']}")
@@ -610,21 +611,23 @@ def stream_clients(base: str, token: str, ids: list[str]) -> None:
         nonlocal confirmed
         topic = f"execution:{execution}"
         await ws.send(json.dumps({"type": "subscribe", "topic": topic, "after": 0}))
-        while True:
-            frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=300))
-            now = time.perf_counter()
-            if frame.get("type") == "error":
-                raise RuntimeError(f"socket error: {frame}")
-            if frame.get("type") == "subscribed":
-                confirmed += 1
-                if confirmed == len(ids) * SOCKETS_PER_STREAM:
-                    all_confirmed.set()
-            if frame.get("event") == "node.token":
-                for stream, index in realtime.token_keys(frame["data"]["text"]):
-                    key = f"{stream}:{index}"
-                    received[key] = max(received.get(key, 0.0), now)  # the last socket's
-            if frame.get("event") in TERMINAL:
-                return frame["event"]
+        # One deadline for the run (realtime.collect_events says why not wait_for).
+        async with asyncio.timeout(300):
+            while True:
+                frame = json.loads(await ws.recv())
+                now = time.perf_counter()
+                if frame.get("type") == "error":
+                    raise RuntimeError(f"socket error: {frame}")
+                if frame.get("type") == "subscribed":
+                    confirmed += 1
+                    if confirmed == len(ids) * SOCKETS_PER_STREAM:
+                        all_confirmed.set()
+                if frame.get("event") == "node.token":
+                    for stream, index in realtime.token_keys(frame["data"]["text"]):
+                        key = f"{stream}:{index}"
+                        received[key] = max(received.get(key, 0.0), now)  # the last socket's
+                if frame.get("event") in TERMINAL:
+                    return frame["event"]
 
     async def main():
         sockets = await realtime.connect_sockets(base, token, ids, SOCKETS_PER_STREAM)
