@@ -104,6 +104,7 @@ async def one_round(sockets: int, count: int, shared: bool, encoded: bool, hop: 
     consumers = []
     for _ in range(sockets):
         consumer = CanvasConsumer()
+        consumer.scope = {"type": "websocket"}
         consumer.channel_layer = layer
         consumer.channel_name = await layer.new_channel()
         consumer.base_send = count_bytes

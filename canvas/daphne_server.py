@@ -43,6 +43,15 @@ statistics and ``sendFrame``. The bytes on the wire are the same (tested against
 the handshake completed, still goes through ``sendMessage``. In the 500-socket live fan-out
 the serving process's CPU per frame fell from 18-19 to 16-17 us (three alternating pairs).
 
+And the application may write a text frame itself: ``CanvasServer`` puts the socket's
+``write_text`` in a WebSocket connection's scope (``scope["extensions"]``, under
+``canvas.core.realtime.WRITE_TEXT_EXTENSION``), and the consumer relays its events' frames
+with that one call rather than through ASGI's ``send`` (Channels' and Daphne's coroutines,
+Daphne's checks of a message of any type). ``write_text`` writes nothing and says so where
+``sendMessage`` must take the message (the cases above, frames queued by autobahn, octet
+logging), and the consumer then sends it through ASGI. The 500-socket live fan-out: CPU per
+frame 17-20 to 13-16 us, p99 0.62-0.69 to 0.50-0.60 s (docs/benchmarks.md).
+
 And the event loop under Twisted's reactor is uvloop's (MagicStack's libuv loop, the one
 uvicorn uses) rather than the standard library's. Daphne runs Twisted's asyncio reactor on a
 loop it makes when ``daphne.server`` is imported, from the event loop policy of that moment,
@@ -177,28 +186,51 @@ def freeze_startup_objects() -> None:
 
 
 class PreparedWebSocketProtocol(WebSocketProtocol):
-    """Daphne's WebSocket protocol, sending a text message as autobahn's ``PreparedMessage``
-    (its frame built in one step) instead of through ``sendMessage``."""
+    """Daphne's WebSocket protocol, writing a text message's frame built in one step
+    (autobahn's ``PreparedMessage``) instead of through ``sendMessage``; the application may
+    call that write itself (``write_text``, offered in the scope by ``CanvasServer``)."""
 
-    def serverSend(self, content, binary=False):
+    def write_text(self, content: str) -> bool:
+        """Write ``content`` as one text frame now and return True; or write nothing and
+        return False where ``sendMessage`` must take it: before the handshake completed or
+        once the close began, on a compressed or fragmenting connection, behind frames
+        autobahn queued, with octet logging on, or over the message limit (refused there)."""
         if (
-            binary
-            or self.state != self.STATE_OPEN
+            self.state != self.STATE_OPEN
             or self._perMessageCompress is not None
             or self.autoFragmentSize
+            or self.send_queue
+            or self.logOctets
         ):
-            super().serverSend(content, binary)
-            return
+            return False
         payload = content.encode("utf8")
         if 0 < self.maxMessagePayloadSize < len(payload):
-            super().serverSend(content, binary)  # refused by sendMessage, as before
-            return
+            return False
         ws_logger.debug("Sent WebSocket packet to client for %s", self.client_addr)
-        prepared = PreparedMessage(payload, isBinary=False, applyMask=False, doNotCompress=False)
-        self.sendPreparedMessage(prepared)
+        frame = PreparedMessage(payload, isBinary=False, applyMask=False, doNotCompress=False)
+        # What autobahn's sendData does with a frame when nothing is queued ahead of it on an
+        # open connection, without building its debug line's arguments (1.4 us a frame).
+        data = frame.payloadHybi
+        self.transport.write(data)
+        self.trafficStats.outgoingOctetsWireLevel += len(data)
+        return True
+
+    def serverSend(self, content, binary=False):
+        if binary or not self.write_text(content):
+            super().serverSend(content, binary)
 
 
 class CanvasServer(Server):
+    def create_application(self, protocol, scope):
+        if isinstance(protocol, PreparedWebSocketProtocol):
+            # Imported here: this module is imported before Django is set up.
+            from canvas.core.realtime import WRITE_TEXT_EXTENSION
+
+            extensions = dict(scope.get("extensions") or {})
+            extensions[WRITE_TEXT_EXTENSION] = {"write": protocol.write_text}
+            scope["extensions"] = extensions
+        return super().create_application(protocol, scope)
+
     def run(self):
         # The application (canvas.asgi, Django set up) was imported before the server was made.
         freeze_startup_objects()

@@ -222,6 +222,13 @@ def encode_frame(frame: dict[str, Any]) -> str:
     return json.dumps(frame)
 
 
+# The ASGI extension (``scope["extensions"]``) through which the server that runs this project
+# (``canvas.daphne_server``) lets the consumer write an encoded frame's text to its socket at
+# once: ``{"write": callable(text) -> bool}``, False when the frame must go through ASGI's
+# ``send`` instead. Other servers, and Channels' communicator in tests, do not offer it.
+WRITE_TEXT_EXTENSION = "canvas.websocket.write_text"
+
+
 def with_encoded_frame(message: dict[str, Any]) -> dict[str, Any]:
     """``message`` (an ``event_message`` or ``frame_message``) plus ``encoded``: its frame's
     text, encoded once for every subscriber. The consumer sends that text wherever it would

@@ -1,8 +1,9 @@
 """canvas/daphne_server.py: autobahn's per-frame debug-log arguments are built lazily; the
 objects made at startup are frozen before the server serves; the server's loop is uvloop's
 unless DAPHNE_EVENT_LOOP says otherwise; a text frame goes out as autobahn's prepared message,
-the same bytes as sendMessage's; Twisted's own access log line is made only where Daphne keeps
-Twisted's log."""
+the same bytes as sendMessage's, written at once where sendMessage need not take it, and the
+application may call that write itself; Twisted's own access log line is made only where
+Daphne keeps Twisted's log."""
 
 import asyncio
 import collections
@@ -23,6 +24,7 @@ from daphne.http_protocol import HTTPFactory
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
 
+from canvas.core import realtime
 from canvas.daphne_server import (
     CanvasServer,
     PreparedWebSocketProtocol,
@@ -187,11 +189,48 @@ def test_a_text_message_goes_out_as_the_same_bytes_as_autobahns_send_message(len
     prepared = open_protocol(PreparedWebSocketProtocol)
     plain = open_protocol(WebSocketProtocol)
 
+    written = open_protocol(PreparedWebSocketProtocol)
+
     prepared.serverSend(text)
     plain.serverSend(text)
+    assert written.write_text(text) is True
 
     assert bytes(prepared.transport.written) == bytes(plain.transport.written)
+    assert bytes(written.transport.written) == bytes(plain.transport.written)
     assert len(prepared.transport.written) >= len(text.encode())
+    assert written.trafficStats.outgoingOctetsWireLevel == len(plain.transport.written)
+
+
+def refusing(protocol, case: str):
+    if case == "connecting":
+        protocol.state = protocol.STATE_CONNECTING
+    elif case == "closing":
+        protocol.state = protocol.STATE_CLOSING
+    elif case == "queued":
+        protocol.send_queue.append((b"ahead", True))
+    elif case == "logging octets":
+        protocol.logOctets = True
+    elif case == "compressed":
+        protocol._perMessageCompress = object()
+    return protocol
+
+
+@pytest.mark.parametrize(
+    "case", ["connecting", "closing", "queued", "logging octets", "compressed", "fragmenting"]
+)
+def test_write_text_writes_nothing_where_send_message_must_take_the_message(case):
+    options = {"autoFragmentSize": 16} if case == "fragmenting" else {}
+    protocol = refusing(open_protocol(PreparedWebSocketProtocol, **options), case)
+
+    assert protocol.write_text("text") is False
+    assert protocol.transport.written == b""
+
+
+def test_write_text_leaves_a_message_over_the_limit_to_send_message():
+    protocol = open_protocol(PreparedWebSocketProtocol)
+
+    assert protocol.write_text("x" * (1024 * 1024 + 1)) is False
+    assert protocol.transport.written == b""
 
 
 def test_a_message_over_the_limit_is_refused_as_before():
@@ -225,6 +264,21 @@ def test_the_server_builds_its_sockets_with_the_prepared_protocol(monkeypatch):
 
     assert server.ws_factory.protocol is PreparedWebSocketProtocol
     assert server.ws_factory.failByDrop is False
+
+
+def test_the_server_offers_its_sockets_write_text_to_the_application(monkeypatch):
+    scopes = []
+    monkeypatch.setattr(Server, "create_application", lambda self, p, scope: scopes.append(scope))
+    server = CanvasServer.__new__(CanvasServer)
+    socket = open_protocol(PreparedWebSocketProtocol)
+
+    server.create_application(socket, {"type": "websocket", "extensions": {"other": {}}})
+    server.create_application(object(), {"type": "http"})  # an HTTP request's protocol
+
+    extensions = scopes[0]["extensions"]
+    assert extensions[realtime.WRITE_TEXT_EXTENSION]["write"] == socket.write_text
+    assert extensions["other"] == {}
+    assert "extensions" not in scopes[1]
 
 
 @pytest.mark.parametrize(("verbosity", "lines"), [(0, 0), (1, 0), (2, 1), (3, 1)])

@@ -28,9 +28,12 @@ def batch(execution: uuid.UUID, count: int) -> list[dict]:
     return messages
 
 
-def subscribed_consumer(execution: uuid.UUID, log: list, index: int) -> CanvasConsumer:
+def subscribed_consumer(
+    execution: uuid.UUID, log: list, index: int, scope: dict | None = None
+) -> CanvasConsumer:
     """A consumer subscribed to the run whose socket sends append (index, frame) to ``log``."""
     consumer = CanvasConsumer()
+    consumer.scope = {"type": "websocket", **(scope or {})}
     name = events.execution_topic(execution)
 
     async def send(message):
@@ -118,3 +121,49 @@ async def test_messages_queued_behind_one_are_relayed_with_it_in_order_up_to_the
     assert log == [(0, m["encoded"]) for m in messages]
     assert layer.receive_nowait(consumer.channel_name) is None
     assert consumer.channel_name not in layer.channels
+
+
+def writing_server(log: list, refuse=lambda text: False) -> dict:
+    """A scope offering the server's text writer (canvas.daphne_server's extension): it
+    appends ("written", text) to ``log``, or refuses a text ``refuse`` picks."""
+
+    def write(text: str) -> bool:
+        if refuse(text):
+            return False
+        log.append(("written", text))
+        return True
+
+    return {"extensions": {realtime.WRITE_TEXT_EXTENSION: {"write": write}}}
+
+
+async def test_where_the_server_offers_its_writer_encoded_frames_are_written_by_it():
+    execution = uuid.uuid4()
+    messages = batch(execution, 2 * RELAY_YIELD_EVERY + 3)
+    name = events.execution_topic(execution)
+    log: list = []
+    consumer = subscribed_consumer(execution, log, "sent", scope=writing_server(log))
+
+    await consumer.dispatch(realtime.events_message(topic=name, events=messages))
+    frame = realtime.with_encoded_frame(realtime.frame_message(topic=name, frame={"x": 1}))
+    await consumer.dispatch(frame)
+
+    assert log == [("written", m["encoded"]) for m in [*messages, frame]]
+
+
+async def test_a_frame_the_writer_refuses_goes_through_send_in_its_place():
+    # The writer refuses what autobahn must send itself (say, frames queued ahead): those go
+    # through ASGI's send, and the socket still gets every frame once, in order.
+    execution = uuid.uuid4()
+    messages = batch(execution, 12)
+    refused = {m["encoded"] for m in messages[3:5] + messages[9:10]}
+    log: list = []
+    consumer = subscribed_consumer(
+        execution, log, "sent", scope=writing_server(log, refuse=refused.__contains__)
+    )
+
+    await consumer.dispatch(
+        realtime.events_message(topic=events.execution_topic(execution), events=messages)
+    )
+
+    assert [text for _, text in log] == [m["encoded"] for m in messages]
+    assert {text for how, text in log if how == "sent"} == refused
