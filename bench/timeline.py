@@ -48,17 +48,18 @@ async def timed(base: str, token: str, graph_id: str, warmup: int, runs: int) ->
             topic = f"execution:{body['id']}"
             await client.ws.send(json.dumps({"type": "subscribe", "topic": topic, "after": 0}))
             marks: dict[str, float] = {}
-            while True:
-                frame = json.loads(await asyncio.wait_for(client.ws.recv(), timeout=60))
-                now = time.time()
-                if frame.get("topic") != topic:
-                    continue  # the previous run's "unsubscribed"
-                kind = frame["event"] if frame.get("type") == "event" else frame.get("type")
-                marks.setdefault(kind, now)
-                if frame.get("type") == "event":
-                    marks.setdefault("first event", now)
-                    if frame["event"] in bench_client.TERMINAL:
-                        break
+            async with asyncio.timeout(60):  # one deadline (realtime.collect_events says why)
+                while True:
+                    frame = json.loads(await client.ws.recv())
+                    now = time.time()
+                    if frame.get("topic") != topic:
+                        continue  # the previous run's "unsubscribed"
+                    kind = frame["event"] if frame.get("type") == "event" else frame.get("type")
+                    marks.setdefault(kind, now)
+                    if frame.get("type") == "event":
+                        marks.setdefault("first event", now)
+                        if frame["event"] in bench_client.TERMINAL:
+                            break
             await client.ws.send(json.dumps({"type": "unsubscribe", "topic": topic}))
             if index >= warmup:
                 rows.append((body["id"], sent, accepted, now, marks))
