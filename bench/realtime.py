@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -340,6 +341,7 @@ async def fan_out(
     graph_id: str,
     sockets: int,
     gate: threading.Event | None = None,
+    received: Callable[[], None] | None = None,
 ):
     """N sockets on one run: the run starts, then every socket subscribes (``after: 0``).
 
@@ -348,7 +350,8 @@ async def fan_out(
     every socket has its ``subscribed`` reply before the gate opens: the rest of the run's
     events reach the sockets live, as the floor's do, and only those are timed (the few
     stamped before the gate opened are replayed on subscribe: their seqs are checked, but
-    their ``ts`` → receipt is the 500 subscribes' time, which the floor does not measure)."""
+    their ``ts`` → receipt is the 500 subscribes' time, which the floor does not measure).
+    ``received`` is called once every socket has its terminal frame, before they close."""
     import websockets
 
     connections = []
@@ -368,6 +371,8 @@ async def fan_out(
         opened = time.time()
         gate.set()
     results = await asyncio.gather(*(collect_events(ws, since=opened) for ws in connections))
+    if received is not None:
+        received()  # every socket has its terminal frame; the closes come next
     for ws in connections:
         await ws.close()
     return results
