@@ -314,7 +314,7 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
         # plain call where ``send`` goes through Channels' and Daphne's coroutines and
         # Daphne's checks of a message of any type: 1.2 against 3.9 us a frame in process,
         # and the serving process's CPU per frame in the 500-socket live fan-out fell from
-        # 17-20 to 13-16 us (docs/benchmarks.md). Frames leave in the order they were sent,
+        # 17-20 to 14-18 us (docs/benchmarks.md). Frames leave in the order they were sent,
         # whichever way: both write to the socket's transport before returning. None where
         # the server does not offer it.
         extension = (self.scope.get("extensions") or {}).get(realtime.WRITE_TEXT_EXTENSION)

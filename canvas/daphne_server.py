@@ -50,7 +50,7 @@ with that one call rather than through ASGI's ``send`` (Channels' and Daphne's c
 Daphne's checks of a message of any type). ``write_text`` writes nothing and says so where
 ``sendMessage`` must take the message (the cases above, frames queued by autobahn, octet
 logging), and the consumer then sends it through ASGI. The 500-socket live fan-out: CPU per
-frame 17-20 to 13-16 us, p99 0.62-0.69 to 0.50-0.60 s (docs/benchmarks.md).
+frame 17-20 to 14-18 us, p99 0.62-0.69 to 0.50-0.60 s (docs/benchmarks.md).
 
 And the event loop under Twisted's reactor is uvloop's (MagicStack's libuv loop, the one
 uvicorn uses) rather than the standard library's. Daphne runs Twisted's asyncio reactor on a

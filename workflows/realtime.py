@@ -57,7 +57,7 @@ class ExecutionTopic(realtime.Topic):
         if not streams and node_type is not None:
             # A node of a type that never streams text (a template, an HTTP call...) has no
             # stream for a socket to keep in order: no mark, and no stream state per socket
-            # (a sixth of a fan-out's CPU per frame with 500 sockets on a chain of templates,
+            # (~15 % of a fan-out's CPU per frame with 500 sockets on a chain of templates,
             # docs/benchmarks.md). An event without its node's type keeps its marks.
             return None
         if event in STREAM_START_EVENTS:
