@@ -662,11 +662,11 @@ def bench_fanout_live(database_url: str, token: str, graph_id: str, sockets: int
         got its terminal frame (before the 500 closes)."""
 
         def set(self):
-            self.cpu = cpu_seconds(daphne.pid)
+            self.opened_cpu = cpu_seconds(daphne.pid)
             fake.go.set()
 
         def received(self):
-            self.cpu = cpu_seconds(daphne.pid) - self.cpu
+            self.received_cpu = cpu_seconds(daphne.pid)
 
     gate = Gate()
     try:
@@ -686,7 +686,8 @@ def bench_fanout_live(database_url: str, token: str, graph_id: str, sockets: int
         fake.shutdown()
     summary = realtime.fan_out_summary(results)
     # From the gate to the last socket's terminal frame: the run's live events, relayed.
-    summary["cpu_us_per_frame"] = gate.cpu * 1e6 / summary["timed"]
+    cpu = gate.received_cpu - gate.opened_cpu
+    summary["cpu_us_per_frame"] = cpu * 1e6 / summary["timed"]
     return summary
 
 

@@ -308,15 +308,29 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
             await getattr(self, handler)(message)
         return handler
 
+    async def send(self, text_data=None, bytes_data=None, close=False):
+        # A text frame goes out through the server's own write where it offers one
+        # (``realtime.WRITE_TEXT_EXTENSION``): a plain call, where ASGI's send goes through
+        # Channels' and Daphne's coroutines and Daphne's checks of a message of any type
+        # (1.2 against 3.9 us a frame in process; the serving process's CPU per frame in the
+        # 500-socket live fan-out fell from 17-20 to 14-18 us, docs/benchmarks.md). What the
+        # write refuses, and everything else, goes through ASGI. Frames leave in the order
+        # they were sent, whichever way: both write to the socket's transport before
+        # returning. (An empty text is left to ASGI too: Daphne sends nothing for it.)
+        if text_data and bytes_data is None and not close:
+            write = self._write_text
+            if write is not None and write(text_data):
+                return
+        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+
+    async def send_json(self, content, close=False):
+        # Channels' send_json, through this class's send (Channels' calls super().send).
+        await self.send(text_data=await self.encode_json(content), close=close)
+
     @functools.cached_property
     def _write_text(self) -> Callable[[str], bool] | None:
-        # The server's own write of a frame's text (``realtime.WRITE_TEXT_EXTENSION``), a
-        # plain call where ``send`` goes through Channels' and Daphne's coroutines and
-        # Daphne's checks of a message of any type: 1.2 against 3.9 us a frame in process,
-        # and the serving process's CPU per frame in the 500-socket live fan-out fell from
-        # 17-20 to 14-18 us (docs/benchmarks.md). Frames leave in the order they were sent,
-        # whichever way: both write to the socket's transport before returning. None where
-        # the server does not offer it.
+        # None where the server does not offer its write (another server, Channels'
+        # communicator in tests).
         extension = (self.scope.get("extensions") or {}).get(realtime.WRITE_TEXT_EXTENSION)
         return None if extension is None else extension["write"]
 
@@ -372,9 +386,7 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
     async def realtime_frame(self, message: dict[str, Any]):
         if message["topic"] in self.subscriptions:
             if (encoded := message.get("encoded")) is not None:
-                # The frame, encoded once by the publisher.
-                if (write := self._write_text) is None or not write(encoded):
-                    await self.send(text_data=encoded)
+                await self.send(text_data=encoded)  # the frame, encoded once by the publisher
             else:
                 await self.send_json(message["frame"])
 
@@ -434,8 +446,7 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
             # Its frame encoded once for every socket (``realtime.with_encoded_frame``; the
             # same text ``send_json`` would write): by the publisher for a live event, by the
             # replay cache (``canvas.core.replays``) for a replayed one.
-            if (write := self._write_text) is None or not write(encoded):
-                await self.send(text_data=encoded)
+            await self.send(text_data=encoded)
             return
         # Backfilled events (from the database) and the rest of a stream (made here) are
         # encoded per socket.

@@ -35,22 +35,19 @@ all again: ~90 ms with the serving loop stopped, about once every 500 small runs
 with ``gc.callbacks`` while 8 clients looped 3-node runs). The server freezes them
 (``gc.freeze``) before it serves: a full collection then walks only what came after, ~20 ms.
 
-And a text message goes out as autobahn's ``PreparedMessage`` (``PreparedWebSocketProtocol``):
-its frame built in one step and written by ``sendPreparedMessage``, the API autobahn offers for
-sending one message to many sockets, instead of through ``sendMessage``'s per-message asserts,
-statistics and ``sendFrame``. The bytes on the wire are the same (tested against
-``sendMessage``); a binary, fragmented, compressed or over-limit message, and one sent before
-the handshake completed, still goes through ``sendMessage``. In the 500-socket live fan-out
-the serving process's CPU per frame fell from 18-19 to 16-17 us (three alternating pairs).
-
-And the application may write a text frame itself: ``CanvasServer`` puts the socket's
-``write_text`` in a WebSocket connection's scope (``scope["extensions"]``, under
-``canvas.core.realtime.WRITE_TEXT_EXTENSION``), and the consumer relays its events' frames
-with that one call rather than through ASGI's ``send`` (Channels' and Daphne's coroutines,
-Daphne's checks of a message of any type). ``write_text`` writes nothing and says so where
-``sendMessage`` must take the message (the cases above, frames queued by autobahn, octet
-logging), and the consumer then sends it through ASGI. The 500-socket live fan-out: CPU per
-frame 17-20 to 14-18 us, p99 0.62-0.69 to 0.50-0.60 s (docs/benchmarks.md).
+And a text message is written by ``PreparedWebSocketProtocol.write_text``: its frame built
+in one step (autobahn's ``PreparedMessage``) and handed to the transport, instead of through
+``sendMessage``'s per-message asserts, statistics, ``sendFrame`` and ``sendData``'s debug
+arguments. The bytes on the wire are the same (tested against ``sendMessage``). A binary,
+fragmented, compressed or over-limit message, one sent before the handshake completed or after
+the close began, one behind frames autobahn queued, and any with octet logging on, still goes
+through ``sendMessage``. ``CanvasServer`` offers that write to the application in a WebSocket
+connection's scope (``scope["extensions"]``, under ``canvas.core.realtime.WRITE_TEXT_EXTENSION``),
+and the consumer sends its text frames with that one call rather than through ASGI's ``send``
+(Channels' and Daphne's coroutines, Daphne's checks of a message of any type); what it refuses
+goes through ASGI. In the 500-socket live fan-out the serving process's CPU per frame fell
+from 18-19 to 16-17 us with the prepared frames, then from 17-20 to 14-18 us with the offered
+write (p99 0.62-0.69 to 0.50-0.60 s, docs/benchmarks.md).
 
 And the event loop under Twisted's reactor is uvloop's (MagicStack's libuv loop, the one
 uvicorn uses) rather than the standard library's. Daphne runs Twisted's asyncio reactor on a

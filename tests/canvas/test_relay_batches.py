@@ -167,3 +167,23 @@ async def test_a_frame_the_writer_refuses_goes_through_send_in_its_place():
 
     assert [text for _, text in log] == [m["encoded"] for m in messages]
     assert {text for how, text in log if how == "sent"} == refused
+
+
+async def test_every_text_frame_goes_through_the_writer_and_the_rest_through_asgi():
+    # Replies (send_json) take the server's write too; binary frames and closes do not.
+    log: list = []
+    consumer = subscribed_consumer(uuid.uuid4(), log, "sent", scope=writing_server(log))
+    sent: list = []
+
+    async def base_send(message):
+        sent.append(message)
+
+    consumer.base_send = base_send
+
+    await consumer.send_json({"type": "pong"})
+    await consumer.send(bytes_data=b"\x00")
+    await consumer.close(code=4000)
+
+    assert log == [("written", '{"type": "pong"}')]
+    assert [m["type"] for m in sent] == ["websocket.send", "websocket.close"]
+    assert sent[0]["bytes"] == b"\x00"
