@@ -54,19 +54,21 @@ def clients(base: str, token: str, per_run: int, ids: list[str]) -> None:
     async def follow(ws, execution):
         nonlocal frames, ready
         await ws.send(json.dumps({"type": "subscribe", "topic": f"execution:{execution}"}))
-        while True:
-            frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=120))
-            now = time.perf_counter()
-            if frame.get("type") == "subscribed":
-                ready += 1
-                if ready == total:
-                    all_ready.set()
-            elif frame.get("event") == "node.token":
-                frames += 1
-                text = frame["data"]["text"]
-                if text == "done":
-                    return
-                latencies.append((now - float(text)) * 1000)
+        # One deadline for the socket's run (realtime.collect_events says why).
+        async with asyncio.timeout(realtime.COLLECT_TIMEOUT):
+            while True:
+                frame = json.loads(await ws.recv())
+                now = time.perf_counter()
+                if frame.get("type") == "subscribed":
+                    ready += 1
+                    if ready == total:
+                        all_ready.set()
+                elif frame.get("event") == "node.token":
+                    frames += 1
+                    text = frame["data"]["text"]
+                    if text == "done":
+                        return
+                    latencies.append((now - float(text)) * 1000)
 
     async def main():
         sockets = await realtime.connect_sockets(base, token, ids, per_run)
