@@ -315,10 +315,8 @@ class CanvasConsumer(AsyncJsonWebsocketConsumer):
         # (1.2 against 3.9 us a frame in process; the serving process's CPU per frame in the
         # 500-socket live fan-out fell from 17-20 to 14-18 us, docs/benchmarks.md). What the
         # write refuses, and everything else, goes through ASGI. Frames leave in the order
-        # they were sent, whichever way: both hand the frame to the socket's protocol before
-        # returning, and it writes in that order (the frames it holds to the end of the
-        # loop's turn go before anything else it writes). (An empty text is left to ASGI
-        # too: Daphne sends nothing for it.)
+        # they were sent, whichever way: both write to the socket's transport before
+        # returning. (An empty text is left to ASGI too: Daphne sends nothing for it.)
         if text_data and bytes_data is None and not close:
             write = self._write_text
             if write is not None and write(text_data):

@@ -49,14 +49,6 @@ goes through ASGI. In the 500-socket live fan-out the serving process's CPU per 
 from 18-19 to 16-17 us with the prepared frames, then from 17-20 to 14-18 us with the offered
 write (p99 0.62-0.69 to 0.50-0.60 s, docs/benchmarks.md).
 
-And those frames are held until the end of the reactor's turn and then written, each
-socket's joined, straight to the socket where Twisted holds nothing ahead of them
-(``HeldFrames``, ``write_soon``): Twisted's ``write`` registers the socket's writer with the
-loop and unregisters it once sent, per socket and turn, ~15 % of the serving loop's samples in
-that fan-out. Anything autobahn writes on a socket (another message, a ping, the close) writes
-its held frames first. The fan-out's CPU per frame fell from 12-16 to 7-13 us
-(docs/benchmarks.md).
-
 And the event loop under Twisted's reactor is uvloop's (MagicStack's libuv loop, the one
 uvicorn uses) rather than the standard library's. Daphne runs Twisted's asyncio reactor on a
 loop it makes when ``daphne.server`` is imported, from the event loop policy of that moment,
@@ -118,7 +110,6 @@ from daphne.http_protocol import HTTPFactory, WebRequest  # noqa: E402
 from daphne.server import Server  # noqa: E402
 from daphne.ws_protocol import WebSocketProtocol  # noqa: E402
 from daphne.ws_protocol import logger as ws_logger  # noqa: E402
-from twisted.internet import tcp  # noqa: E402
 
 
 class _Highlighted:
@@ -191,76 +182,16 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
-def write_soon(transport, data: bytes) -> None:
-    """``transport.write(data)``, but on a plain TCP connection whose Twisted buffer is empty
-    the bytes go to the socket at once (``writeSomeData``, Twisted's own send), and only what
-    the socket did not take is handed to ``write``.
-
-    Twisted's ``write`` buffers the bytes, registers the socket's writer with the event loop
-    and, once the loop reports it writable, sends and unregisters it: two ``epoll_ctl`` calls
-    and a round of loop callbacks per socket and turn, ~15 % of the serving loop's samples
-    while 500 sockets were relayed a run's events (py-spy). asyncio's transports send at once
-    the same way. Behind bytes Twisted still holds, on TLS (whose records Twisted makes) or
-    once the connection is closing, ``write`` takes it all, so the order on the wire holds;
-    an error is left to ``write`` too, which finds it when it sends and closes the connection.
-    """
-    if (
-        isinstance(transport, tcp.Connection)
-        and not transport.TLS
-        and transport.connected
-        and not transport.disconnecting
-        and not transport._writeDisconnected
-        # Nothing buffered: FileDescriptor's two buffers (abstract.py), empty between writes.
-        and not transport._tempDataLen
-        and transport.offset == len(transport.dataBuffer)
-    ):
-        sent = transport.writeSomeData(data)
-        if sent == len(data):
-            return
-        if isinstance(sent, int):  # else an error (ConnectionLost): write() meets it too
-            data = data[sent:]
-    transport.write(data)
-
-
-class HeldFrames:
-    """The sockets ``write_text`` held frames for in this turn of the reactor, written at
-    its end, each socket's frames joined, with ``write_soon``: one send per socket and turn
-    when a run's events reach 500 sockets together."""
-
-    def __init__(self, reactor):
-        self.reactor = reactor
-        self.sockets: list[PreparedWebSocketProtocol] = []
-
-    def add(self, socket: "PreparedWebSocketProtocol") -> None:
-        self.sockets.append(socket)
-        if len(self.sockets) == 1:
-            self.reactor.callLater(0, self.write)
-
-    def write(self) -> None:
-        sockets, self.sockets = self.sockets, []
-        for socket in sockets:
-            socket.write_held()
-
-
 class PreparedWebSocketProtocol(WebSocketProtocol):
     """Daphne's WebSocket protocol, writing a text message's frame built in one step
     (autobahn's ``PreparedMessage``) instead of through ``sendMessage``; the application may
-    call that write itself (``write_text``, offered in the scope by ``CanvasServer``).
-
-    Those frames are held until the end of the reactor's turn (``HeldFrames``, the factory's
-    ``held_frames``) and then written together; anything autobahn writes (another message, a
-    ping, the close) first writes what is held, so the order on the wire is the order of the
-    calls."""
-
-    # The frames write_text made in this turn and not yet written, in order.
-    held: list[bytes] | None = None
+    call that write itself (``write_text``, offered in the scope by ``CanvasServer``)."""
 
     def write_text(self, content: str) -> bool:
-        """Write ``content`` as one text frame, at the end of this turn of the reactor, and
-        return True; or write nothing and return False where ``sendMessage`` must take it:
-        before the handshake completed or once the close began, on a compressed or
-        fragmenting connection, behind frames autobahn queued, with octet logging on, or over
-        the message limit (refused there)."""
+        """Write ``content`` as one text frame now and return True; or write nothing and
+        return False where ``sendMessage`` must take it: before the handshake completed or
+        once the close began, on a compressed or fragmenting connection, behind frames
+        autobahn queued, with octet logging on, or over the message limit (refused there)."""
         if (
             self.state != self.STATE_OPEN
             or self._perMessageCompress is not None
@@ -277,29 +208,9 @@ class PreparedWebSocketProtocol(WebSocketProtocol):
         # What autobahn's sendData does with a frame when nothing is queued ahead of it on an
         # open connection, without building its debug line's arguments (1.4 us a frame).
         data = frame.payloadHybi
-        if self.held is None:
-            self.held = [data]
-            self.factory.held_frames.add(self)
-        else:
-            self.held.append(data)
+        self.transport.write(data)
         self.trafficStats.outgoingOctetsWireLevel += len(data)
         return True
-
-    def write_held(self) -> None:
-        """Write the frames held for this socket now (none: nothing happens)."""
-        held, self.held = self.held, None
-        if held:
-            write_soon(self.transport, held[0] if len(held) == 1 else b"".join(held))
-
-    def sendData(self, data, sync=False, chopsize=None):
-        # Every write of autobahn's own comes here: the held frames go first.
-        if self.held:
-            self.write_held()
-        super().sendData(data, sync, chopsize)
-
-    def connectionLost(self, reason):
-        self.held = None
-        super().connectionLost(reason)
 
     def serverSend(self, content, binary=False):
         if binary or not self.write_text(content):
@@ -327,7 +238,6 @@ class CanvasServer(Server):
         # accepts no connection before its ports listen, so every connection gets this.
         self.ws_factory.setProtocolOptions(failByDrop=False)
         self.ws_factory.protocol = PreparedWebSocketProtocol
-        self.ws_factory.held_frames = HeldFrames(self.ws_factory.reactor)
         super().listen_success(port)
 
 

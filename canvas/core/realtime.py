@@ -223,11 +223,9 @@ def encode_frame(frame: dict[str, Any]) -> str:
 
 
 # The ASGI extension (``scope["extensions"]``) through which the server that runs this project
-# (``canvas.daphne_server``) lets the consumer write an encoded frame's text to its socket with
-# one call: ``{"write": callable(text) -> bool}``, False when the frame must go through ASGI's
-# ``send`` instead. The frame goes out by the end of the event loop's turn, in call order with
-# everything else sent on the socket. Other servers, and Channels' communicator in tests, do
-# not offer it.
+# (``canvas.daphne_server``) lets the consumer write an encoded frame's text to its socket at
+# once: ``{"write": callable(text) -> bool}``, False when the frame must go through ASGI's
+# ``send`` instead. Other servers, and Channels' communicator in tests, do not offer it.
 WRITE_TEXT_EXTENSION = "canvas.websocket.write_text"
 
 

@@ -1,16 +1,14 @@
 """canvas/daphne_server.py: autobahn's per-frame debug-log arguments are built lazily; the
 objects made at startup are frozen before the server serves; the server's loop is uvloop's
 unless DAPHNE_EVENT_LOOP says otherwise; a text frame goes out as autobahn's prepared message,
-the same bytes as sendMessage's, held to the end of the reactor's turn where sendMessage need
-not take it and then written with one send per socket (before anything autobahn writes), and
-the application may call that write itself; Twisted's own access log line is made only where
+the same bytes as sendMessage's, written at once where sendMessage need not take it, and the
+application may call that write itself; Twisted's own access log line is made only where
 Daphne keeps Twisted's log."""
 
 import asyncio
 import collections
 import gc
 import os
-import socket
 import subprocess
 import sys
 
@@ -25,20 +23,14 @@ from autobahn.websocket.protocol import WebSocketProtocol as AutobahnProtocol
 from daphne.http_protocol import HTTPFactory
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
-from twisted.internet import main, tcp
-from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactor
-from twisted.python.failure import Failure
 
 from canvas.core import realtime
 from canvas.daphne_server import (
     CanvasServer,
-    HeldFrames,
     PreparedWebSocketProtocol,
     RawBodyHTTPFactory,
     lazy_highlights,
     use_event_loop,
-    write_soon,
 )
 from tests.live import BASE_DIR
 
@@ -162,26 +154,22 @@ def test_use_event_loop_sets_the_policy_it_names(policy_restored):
 
 
 class Wire:
-    """A transport that keeps what it is given (and each write apart)."""
+    """A transport that keeps what it is given."""
 
     def __init__(self):
         self.written = bytearray()
-        self.writes = []
 
     def write(self, data):
         self.written += data
-        self.writes.append(bytes(data))
 
 
 def open_protocol(protocol_class, **options):
-    """A Daphne WebSocket protocol in the open state on a ``Wire``, with Daphne's options and
-    the server's held frames on a clock of its own (``end_of_turn``)."""
+    """A Daphne WebSocket protocol in the open state on a ``Wire``, with Daphne's options."""
     factory = WebSocketFactory(Server.__new__(Server), server="test")
     factory.setProtocolOptions(
         maxMessagePayloadSize=1024 * 1024, maxFramePayloadSize=1024 * 1024, **options
     )
     factory.protocol = protocol_class
-    factory.held_frames = HeldFrames(Clock())
     protocol = factory.buildProtocol(("127.0.0.1", 1))
     for name in protocol.CONFIG_ATTRS:  # what connectionMade copies from the factory
         setattr(protocol, name, getattr(factory, name))
@@ -195,12 +183,6 @@ def open_protocol(protocol_class, **options):
     return protocol
 
 
-def end_of_turn(*protocols):
-    """Run what the reactor runs at the end of this turn (the held frames' write)."""
-    for protocol in protocols:
-        protocol.factory.held_frames.reactor.advance(0)
-
-
 @pytest.mark.parametrize("length", [0, 1, 125, 126, 65535, 65536, 300_000])
 def test_a_text_message_goes_out_as_the_same_bytes_as_autobahns_send_message(length):
     text = ("é" * length)[: max(length - length // 3, 0)] + "x" * (length // 3)
@@ -212,8 +194,6 @@ def test_a_text_message_goes_out_as_the_same_bytes_as_autobahns_send_message(len
     prepared.serverSend(text)
     plain.serverSend(text)
     assert written.write_text(text) is True
-    assert prepared.transport.written == written.transport.written == b""  # held
-    end_of_turn(prepared, written)
 
     assert bytes(prepared.transport.written) == bytes(plain.transport.written)
     assert bytes(written.transport.written) == bytes(plain.transport.written)
@@ -243,7 +223,6 @@ def test_write_text_writes_nothing_where_send_message_must_take_the_message(case
     protocol = refusing(open_protocol(PreparedWebSocketProtocol, **options), case)
 
     assert protocol.write_text("text") is False
-    end_of_turn(protocol)
     assert protocol.transport.written == b""
 
 
@@ -251,135 +230,7 @@ def test_write_text_leaves_a_message_over_the_limit_to_send_message():
     protocol = open_protocol(PreparedWebSocketProtocol)
 
     assert protocol.write_text("x" * (1024 * 1024 + 1)) is False
-    end_of_turn(protocol)
     assert protocol.transport.written == b""
-
-
-def frame(text: str) -> bytes:
-    protocol = open_protocol(WebSocketProtocol)
-    protocol.serverSend(text)
-    return bytes(protocol.transport.written)
-
-
-def test_a_turns_frames_are_written_together_in_order_at_its_end():
-    one, two = open_protocol(PreparedWebSocketProtocol), open_protocol(PreparedWebSocketProtocol)
-    two.factory.held_frames = one.factory.held_frames  # one server
-
-    for text in ("a", "bb", "ccc"):
-        assert one.write_text(text) is True
-    two.write_text("other")
-    assert one.transport.writes == two.transport.writes == []
-    assert len(one.factory.held_frames.reactor.getDelayedCalls()) == 1  # one write a turn
-    end_of_turn(one)
-
-    assert one.transport.writes == [frame("a") + frame("bb") + frame("ccc")]
-    assert two.transport.writes == [frame("other")]
-    one.write_text("next turn")
-    end_of_turn(one)
-    assert one.transport.writes[1:] == [frame("next turn")]
-    assert one.factory.held_frames.reactor.getDelayedCalls() == []
-
-
-def test_what_autobahn_writes_goes_out_behind_the_held_frames():
-    protocol = open_protocol(PreparedWebSocketProtocol)
-    plain = open_protocol(WebSocketProtocol)
-
-    protocol.write_text("first")
-    protocol.serverSend(b"\x00", True)  # a binary message: sendMessage, then sendData
-    protocol.sendClose(code=1000)
-    plain.serverSend("first")
-    plain.serverSend(b"\x00", True)
-    plain.sendClose(code=1000)
-
-    assert bytes(protocol.transport.written) == bytes(plain.transport.written)
-    assert protocol.transport.writes[0] == frame("first")
-    end_of_turn(protocol)  # nothing left to write
-    assert bytes(protocol.transport.written) == bytes(plain.transport.written)
-
-
-def test_a_lost_connections_held_frames_are_dropped(monkeypatch):
-    lost = []  # Daphne's own connectionLost (it tells the application)
-    monkeypatch.setattr(WebSocketProtocol, "connectionLost", lambda self, why: lost.append(why))
-    protocol = open_protocol(PreparedWebSocketProtocol)
-    protocol.write_text("never sent")
-
-    protocol.connectionLost(Failure(main.CONNECTION_DONE))
-    end_of_turn(protocol)
-
-    assert protocol.transport.written == b""
-    assert len(lost) == 1
-
-
-@pytest.fixture
-def tcp_pair():
-    """A Twisted TCP server transport over one end of a socket pair (on a reactor that only
-    records), and the other end, to read what reached the wire."""
-    ours, peer = socket.socketpair()
-    transport = tcp.Server(ours, AutobahnProtocol(), ("127.0.0.1", 1), None, 1, MemoryReactor())
-    peer.setblocking(False)
-    yield transport, peer
-    ours.close()
-    peer.close()
-
-
-def on_the_wire(peer) -> bytes:
-    try:
-        return peer.recv(65536)
-    except BlockingIOError:
-        return b""
-
-
-def test_write_soon_sends_at_once_when_twisted_holds_nothing(tcp_pair):
-    transport, peer = tcp_pair
-
-    write_soon(transport, b"frame")
-
-    assert on_the_wire(peer) == b"frame"
-    assert transport._tempDataLen == 0
-    assert transport.reactor.writers == set()  # no writer registered with the loop
-
-
-def test_write_soon_hands_what_the_socket_did_not_take_to_twisted(tcp_pair, monkeypatch):
-    transport, peer = tcp_pair
-    monkeypatch.setattr(transport, "writeSomeData", lambda data: transport.socket.send(data[:2]))
-
-    write_soon(transport, b"frame")
-
-    assert on_the_wire(peer) == b"fr"
-    assert transport._tempDataBuffer == [b"ame"]
-    assert transport.reactor.writers == {transport}
-
-
-@pytest.mark.parametrize(
-    "case", ["bytes held", "bytes being sent", "TLS", "closing", "write closed", "error"]
-)
-def test_write_soon_leaves_the_bytes_to_twisteds_write(tcp_pair, monkeypatch, case):
-    transport, peer = tcp_pair
-    if case == "bytes held":
-        transport.write(b"ahead ")
-    elif case == "bytes being sent":  # what a send left of Twisted's buffer (doWrite)
-        transport.dataBuffer, transport.offset = b"sent, ahead ", 6
-    elif case == "TLS":
-        transport.TLS = True
-        monkeypatch.setattr(tcp.Server, "write", lambda self, data: self.written.append(data))
-        transport.written = []
-    elif case == "closing":
-        transport.disconnecting = True
-    elif case == "write closed":
-        transport._writeDisconnected = True
-        monkeypatch.setattr(tcp.Server, "write", lambda self, data: self.written.append(data))
-        transport.written = []
-    elif case == "error":
-        monkeypatch.setattr(transport, "writeSomeData", lambda data: main.CONNECTION_LOST)
-
-    write_soon(transport, b"frame")
-
-    assert on_the_wire(peer) == b""
-    if case in ("TLS", "write closed"):
-        assert transport.written == [b"frame"]
-    else:
-        expected = [b"ahead ", b"frame"] if case == "bytes held" else [b"frame"]
-        assert transport._tempDataBuffer == expected
 
 
 def test_a_message_over_the_limit_is_refused_as_before():
