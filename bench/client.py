@@ -999,13 +999,13 @@ def main() -> None:
             p99s["floor"].append(floor["p99"])
         if args.passes > 1:
             ratios = [a / b for a, b in zip(p99s["canvas"], p99s["floor"], strict=True)]
-            canvas, floor = (statistics.median(p99s[name]) for name in ("canvas", "floor"))
+            medians = {name: statistics.median(values) for name, values in p99s.items()}
             print()
             print(
                 f"fan-out live over {args.passes} passes, p99: canvas "
                 f"{spread(p99s['canvas'], '{:.0f}')} ms, floor {spread(p99s['floor'], '{:.0f}')} "
                 f"ms; ratio per pass {', '.join(f'{r:.1f}' for r in ratios)}×, of the "
-                f"medians {canvas / floor:.1f}×"
+                f"medians {medians['canvas'] / medians['floor']:.1f}×"
             )
     if "streams" in parts:
         streams = bench_streams(database_url, token, graphs["llm"])
