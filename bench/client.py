@@ -74,8 +74,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench import realtime  # noqa: E402  (the fake Ollama, fixtures, fan-out pieces)
 from bench.realtime import pct  # noqa: E402
+from canvas.core.events import EXECUTION_FINAL_EVENTS  # noqa: E402
 
-TERMINAL = frozenset({"execution.completed", "execution.failed", "execution.cancelled"})
 SIZES = (10, 200)
 WARMUP, TIMED = 1, 5
 CLIENTS = 8
@@ -172,7 +172,11 @@ class Client:
                 kind = frame.get("type")
                 if kind == "error":
                     raise RuntimeError(f"socket error: {frame}")
-                if kind == "event" and frame["topic"] == topic and frame["event"] in TERMINAL:
+                if (
+                    kind == "event"
+                    and frame["topic"] == topic
+                    and frame["event"] in EXECUTION_FINAL_EVENTS
+                ):
                     break
         elapsed = (time.perf_counter() - started) * 1000
         if frame["event"] != "execution.completed":
@@ -626,7 +630,7 @@ def stream_clients(base: str, token: str, ids: list[str]) -> None:
                     for stream, index in realtime.token_keys(frame["data"]["text"]):
                         key = f"{stream}:{index}"
                         received[key] = max(received.get(key, 0.0), now)  # the last socket's
-                if frame.get("event") in TERMINAL:
+                if frame.get("event") in EXECUTION_FINAL_EVENTS:
                     return frame["event"]
 
     async def main():

@@ -34,10 +34,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from canvas.core.events import EXECUTION_FINAL_EVENTS  # noqa: E402
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "canvas.settings")
 os.environ.setdefault("DEBUG", "1")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
-TERMINAL = ("execution.completed", "execution.failed", "execution.cancelled")
 # A socket silent this long is taken as lost (the watcher reconnects), seconds.
 SILENCE = 60
 # The late socket of a run subscribes this many seconds after the start (with after=0).
@@ -261,7 +263,7 @@ async def watch(stack, i, token, execution_id, marker, fake, delay, result: Watc
                             # Live events only: a replayed one's latency is its age.
                             ts = datetime.fromisoformat(frame["ts"]).timestamp()
                             result.event_ms.append((time.time() - ts) * 1000)
-                        if frame["event"] in TERMINAL:
+                        if frame["event"] in EXECUTION_FINAL_EVENTS:
                             result.done = True
                             return
         except (TimeoutError, OSError, websockets.WebSocketException):

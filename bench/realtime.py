@@ -32,13 +32,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from canvas.core.events import EXECUTION_FINAL_EVENTS  # noqa: E402
+
 TOKENS = 400
 # Two paces: a token every 50 ms (an LLM's pace: every process on the path sleeps between
 # tokens, so each hop pays a wake-up) and every 2 ms (the path stays hot, as the bare Redis
 # round trip is measured). Daphne runs with token coalescing off: one frame per chunk.
 TOKEN_INTERVALS = (0.05, 0.002)
 COLLECT_TIMEOUT = 120  # seconds for one socket's whole run
-TERMINAL_EVENTS = ("execution.completed", "execution.failed", "execution.cancelled")
 
 
 def pct(values: list[float], p: float) -> float:
@@ -414,7 +415,7 @@ async def collect_events(ws, since: float | None = None) -> tuple[list[int], lis
             sent = datetime.fromisoformat(frame["ts"]).timestamp()
             if since is None or sent >= since:
                 latencies.append((time.time() - sent) * 1000)
-            if frame["event"] in TERMINAL_EVENTS:
+            if frame["event"] in EXECUTION_FINAL_EVENTS:
                 return seqs, latencies
 
 

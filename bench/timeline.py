@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import client as bench_client  # noqa: E402
+from canvas.core.events import EXECUTION_FINAL_EVENTS  # noqa: E402
 
 
 async def timed(base: str, token: str, graph_id: str, warmup: int, runs: int) -> list[tuple]:
@@ -58,7 +59,7 @@ async def timed(base: str, token: str, graph_id: str, warmup: int, runs: int) ->
                     marks.setdefault(kind, now)
                     if frame.get("type") == "event":
                         marks.setdefault("first event", now)
-                        if frame["event"] in bench_client.TERMINAL:
+                        if frame["event"] in EXECUTION_FINAL_EVENTS:
                             break
             await client.ws.send(json.dumps({"type": "unsubscribe", "topic": topic}))
             if index >= warmup:
